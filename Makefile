@@ -1,0 +1,44 @@
+# The developer loop. CI (.ci/run) runs these same targets.
+# Needs only Go and, for the tests, a redis-server binary on PATH.
+
+GO      ?= go
+GOFMT   ?= gofmt
+CONFIG  ?= config/vigil.demo.yaml
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all run test lint build bench sms clean
+
+all: lint test build
+
+run:
+	$(GO) run ./cmd/vigil serve --config $(CONFIG)
+
+# Tests start their own redis-server (internal/redistest); with CI set, a
+# missing binary fails them rather than falling back to miniredis.
+test:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	$(GO) vet ./...
+	@out="$$($(GOFMT) -l .)"; \
+	if [ -n "$$out" ]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; \
+		echo "$$out"; \
+		exit 1; \
+	fi
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/vigil ./cmd/vigil
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# make sms FROM=+447700900101 TEXT="VISIT 2 14 Elm Road"
+sms:
+	$(if $(FROM),,$(error FROM is required, e.g. make sms FROM=+447700900101 TEXT="VISIT 2 14 Elm Road"))
+	$(if $(TEXT),,$(error TEXT is required, e.g. make sms FROM=+447700900101 TEXT="VISIT 2 14 Elm Road"))
+	$(GO) run ./cmd/vigil sms --config $(CONFIG) --from "$(FROM)" "$(TEXT)"
+
+clean:
+	rm -rf bin/
+	rm -f coverage.out coverage.html *.test *.out

@@ -1,0 +1,321 @@
+// Package app wires Vigil together: New builds every part from the configuration in
+// one straight function, and Run starts every loop in one errgroup and stops them in
+// order. End-to-end tests import it to run the real daemon in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vigil-safety/vigil/internal/config"
+	"github.com/vigil-safety/vigil/internal/notify"
+	"github.com/vigil-safety/vigil/internal/scheduler"
+	"github.com/vigil-safety/vigil/internal/service"
+	"github.com/vigil-safety/vigil/internal/sms"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+	"github.com/vigil-safety/vigil/internal/web"
+)
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Log *slog.Logger
+	// Console receives the console SMS driver's output (no Twilio credentials).
+	Console io.Writer
+	// Now replaces the clock (tests).
+	Now func() time.Time
+	// Poll is the scheduler's and dispatcher's longest sleep (default 1 s).
+	Poll time.Duration
+	// Version is reported by /metrics (vigil_build_info).
+	Version string
+}
+
+// App is a built Vigil daemon.
+type App struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	store     *store.Store
+	service   *service.Service
+	scheduler *scheduler.Scheduler
+	notifier  *notify.Dispatcher
+	server    *http.Server
+	listener  net.Listener
+	registry  *prometheus.Registry
+	now       func() time.Time
+}
+
+// New builds everything from cfg, connects to Redis, upserts the directory and
+// listens on cfg.Listen. It starts no loop: Run does.
+func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Console == nil {
+		o.Console = io.Discard
+	}
+	a := &App{cfg: cfg, log: o.Log, now: o.Now}
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("timezone: %w", err)
+	}
+
+	st, err := store.Open(ctx, store.Options{
+		URL: cfg.Redis.URL, SentinelMaster: cfg.Redis.Sentinel.Master, SentinelAddrs: cfg.Redis.Sentinel.Addrs,
+		ClusterAddrs: cfg.Redis.ClusterAddrs, KeyPrefix: cfg.Redis.KeyPrefix,
+	}, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+	if err := st.SyncDirectory(ctx, cfg.Schools(), cfg.Officers()); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("load directory: %w", err)
+	}
+
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_build_info", Help: "Always 1; the version is a label.", ConstLabels: prometheus.Labels{"version": o.Version},
+	}, func() float64 { return 1 }))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_visits_open", Help: "Visits open now (active or overdue), across all schools.",
+	}, a.gauge(func(ctx context.Context, schools []string) (int64, error) { return st.CountOpenVisits(ctx, schools) })))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_outbox_depth", Help: "Messages waiting to be sent, across all schools.",
+	}, a.gauge(st.OutboxDepth)))
+	svcMetrics := service.NewMetrics(a.registry)
+
+	var sender notify.Sender
+	if cfg.Twilio.Console() {
+		o.Log.Warn("no Twilio credentials: messages are printed to the console, not sent")
+		sender = sms.NewConsole(o.Console)
+	} else {
+		c, err := sms.New(sms.Options{
+			AccountSID: cfg.Twilio.AccountSID, AuthToken: cfg.Twilio.AuthToken,
+			From: cfg.Twilio.From, MessagingServiceSID: cfg.Twilio.MessagingServiceSID,
+			APIURL: cfg.Twilio.APIURL, StatusCallback: cfg.PublicURL + "/twilio/status",
+		})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
+		sender = c
+	}
+
+	poll := o.Poll
+	a.notifier = notify.New(notify.Options{
+		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll,
+		Metrics: notify.NewMetrics(a.registry, svcMetrics.Notifications),
+	})
+	var sched *scheduler.Scheduler
+	a.service = service.New(service.Options{
+		Store: st, Policy: Policy(cfg), Location: loc, Now: o.Now, Log: o.Log, Metrics: svcMetrics,
+		Wake: func() { sched.Wake(); a.notifier.Wake() },
+	})
+	sched = scheduler.New(scheduler.Options{
+		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll,
+		Metrics: scheduler.NewMetrics(a.registry),
+	})
+	a.scheduler = sched
+
+	tokens, err := apiTokens(cfg.API.Tokens)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	webOpts := web.Options{
+		Service: a.service, Log: o.Log, PublicURL: cfg.PublicURL, TwiML: sms.MessageTwiML, Tokens: tokens,
+		Metrics: promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}), Ready: a.Ready,
+	}
+	if cfg.Twilio.ValidateSignatures {
+		token := cfg.Twilio.AuthToken
+		webOpts.CheckSignature = func(full string, form url.Values, sig string) bool {
+			return sms.ValidSignature(token, full, form, sig)
+		}
+	}
+	a.server = &http.Server{
+		Handler: web.New(webOpts), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+	a.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return a, nil
+}
+
+// Policy is the domain's view of the configuration's timings and ladder.
+func Policy(cfg *config.Config) visit.Policy {
+	p := visit.Policy{
+		DefaultDuration: cfg.Visits.DefaultDuration, MaxDuration: cfg.Visits.MaxDuration,
+		ReminderBefore: cfg.Visits.ReminderBefore, Grace: cfg.Visits.Grace,
+		PanicLevels: cfg.Escalation.PanicLevels, AckHold: cfg.Escalation.AckHold,
+		ValidityPeriod: cfg.Twilio.ValidityPeriod,
+	}
+	for _, l := range cfg.Escalation.Levels {
+		p.Levels = append(p.Levels, visit.Level{Name: l.Name, After: l.After, RepeatEvery: l.RepeatEvery})
+	}
+	return p
+}
+
+func apiTokens(in []config.Token) ([]web.Token, error) {
+	var out []web.Token
+	for _, t := range in {
+		wt := web.Token{Name: t.Name, Role: t.Role}
+		if t.Token != "" {
+			wt.SHA256 = web.HashToken(t.Token)
+		} else {
+			h, err := web.ParseTokenHash(t.TokenSHA256)
+			if err != nil {
+				return nil, fmt.Errorf("api.tokens %s: %w", t.Name, err)
+			}
+			wt.SHA256 = h
+		}
+		out = append(out, wt)
+	}
+	return out, nil
+}
+
+// gauge turns a count over all schools into a metric callback.
+func (a *App) gauge(count func(context.Context, []string) (int64, error)) func() float64 {
+	return func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		schools, err := a.store.SchoolIDs(ctx)
+		if err != nil {
+			return -1
+		}
+		n, err := count(ctx, schools)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}
+}
+
+// Addr is the address the HTTP server listens on.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Service is the app's service layer (end-to-end tests drive timers through it).
+func (a *App) Service() *service.Service { return a.service }
+
+// Store is the app's store.
+func (a *App) Store() *store.Store { return a.store }
+
+// Registry is the app's metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.registry }
+
+// stallAfter is how old the scheduler's last pass may be before Vigil says it is
+// not ready: it passes at least every second, so this is a stall, not a slow pass.
+const stallAfter = 10 * time.Second
+
+// Ready reports why Vigil is not ready: Redis unreachable, or the scheduler stalled.
+func (a *App) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("redis unreachable: %w", err)
+	}
+	last := a.scheduler.LastTick()
+	if last.IsZero() {
+		return errors.New("scheduler has not started")
+	}
+	if age := time.Since(last); age > stallAfter {
+		return fmt.Errorf("scheduler stalled: last pass %s ago", age.Round(time.Second))
+	}
+	return nil
+}
+
+// Reload re-reads the directory from cfg (SIGHUP).
+func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
+	if err := a.store.SyncDirectory(ctx, cfg.Schools(), cfg.Officers()); err != nil {
+		return fmt.Errorf("reload directory: %w", err)
+	}
+	a.log.Info("directory reloaded", "schools", len(cfg.Directory.Schools), "officers", len(cfg.Directory.Officers))
+	return nil
+}
+
+// Run serves and runs every loop until ctx ends, then shuts down in order: stop
+// taking webhooks and API calls, stop claiming timers, let the dispatcher finish the
+// sends under way, close the store.
+func (a *App) Run(ctx context.Context) error {
+	defer a.store.Close()
+	loops, loopCtx := errgroup.WithContext(ctx)
+	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSending()
+
+	loops.Go(func() error {
+		a.store.Subscribe(loopCtx, func() { a.scheduler.Wake(); a.notifier.Wake() })
+		return nil
+	})
+	loops.Go(func() error { return a.scheduler.Run(loopCtx) })
+	senderDone := make(chan error, 1)
+	go func() { senderDone <- a.notifier.Run(sendCtx) }()
+	if a.cfg.Monitoring.HeartbeatURL != "" {
+		loops.Go(func() error { return a.heartbeat(loopCtx) })
+	}
+	loops.Go(func() error {
+		err := a.server.Serve(a.listener)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http: %w", err)
+	})
+	loops.Go(func() error {
+		<-loopCtx.Done()
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return a.server.Shutdown(shut)
+	})
+	a.log.Info("vigil is running", "listen", a.Addr(), "embedded_store", a.store.Embedded())
+	err := loops.Wait()
+	// Timers are no longer claimed; give the dispatcher a moment to send what the
+	// last timers queued, then stop it (anything left waits in Redis).
+	drain := time.NewTimer(2 * time.Second)
+	select {
+	case <-drain.C:
+	case <-senderDone:
+	}
+	stopSending()
+	<-senderDone
+	return err
+}
+
+// heartbeat pings monitoring.heartbeat_url every minute while Vigil is ready.
+func (a *App) heartbeat(ctx context.Context) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := a.Ready(ctx); err != nil {
+			a.log.Warn("heartbeat withheld: not ready", "err", err)
+		} else if req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.Monitoring.HeartbeatURL, nil); err == nil {
+			if resp, err := client.Do(req); err != nil {
+				a.log.Warn("heartbeat ping failed", "err", err)
+			} else {
+				resp.Body.Close()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

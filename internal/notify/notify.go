@@ -1,0 +1,249 @@
+// Package notify drains the outbox: it claims queued messages (highest priority
+// first), sends each through a Sender with retries and backoff, and records every
+// attempt before and after the send so that a crash re-sends at most once and no
+// other replica sends the same message again.
+package notify
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vigil-safety/vigil/internal/sms"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// Sender sends one SMS (sms.Client, or sms.Console without credentials).
+type Sender interface {
+	SendSMS(ctx context.Context, m sms.Outbound) (sid string, err error)
+}
+
+// Store is what the dispatcher needs of the store.
+type Store interface {
+	SchoolIDs(ctx context.Context) ([]string, error)
+	ClaimMessages(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]store.Outgoing, error)
+	NextMessage(ctx context.Context, school string) (time.Time, bool, error)
+	RecordAttempt(ctx context.Context, o store.Outgoing, now time.Time) error
+	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
+	RecordRetry(ctx context.Context, o store.Outgoing, at time.Time, reason string) error
+	RecordFailed(ctx context.Context, o store.Outgoing, reason string) error
+}
+
+// Metrics are the dispatcher's metrics (SPEC §7).
+type Metrics struct {
+	Notifications *prometheus.CounterVec
+	SendSeconds   prometheus.Histogram
+}
+
+// NewMetrics registers the dispatcher's own metrics with reg; notifications is the
+// vigil_notifications_total counter the service registered (it counts replies and
+// receipts in the same series).
+func NewMetrics(reg prometheus.Registerer, notifications *prometheus.CounterVec) *Metrics {
+	m := &Metrics{
+		Notifications: notifications,
+		SendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "vigil_send_seconds", Help: "How long Twilio took to accept (or refuse) a send.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	reg.MustRegister(m.SendSeconds)
+	return m
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	Store   Store
+	Sender  Sender
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
+	// Lease is how long a claimed message is held: longer than any send takes.
+	Lease time.Duration
+	// Poll is the longest the dispatcher sleeps without a wake-up.
+	Poll time.Duration
+	// Workers send in parallel.
+	Workers int
+	// MaxAttempts bounds retries of a message whose sends fail transiently.
+	MaxAttempts int
+}
+
+// Dispatcher is the outbox loop.
+type Dispatcher struct {
+	o    Options
+	wake chan struct{}
+}
+
+// New builds a Dispatcher.
+func New(o Options) *Dispatcher {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Lease <= 0 {
+		o.Lease = 60 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	o.Log = o.Log.With("component", "notify")
+	return &Dispatcher{o: o, wake: make(chan struct{}, 1)}
+}
+
+// Wake makes the dispatcher look at the outbox now.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+const batch = 64
+
+// Run sends until ctx ends. On shutdown it finishes the sends under way; claimed
+// messages it did not start go back to the queue when their lease ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	for {
+		next, err := d.pass(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			d.o.Log.Error("outbox pass failed", "err", err)
+		}
+		wait := d.o.Poll
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(d.o.Now())+time.Millisecond, 0))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-d.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
+	schools, err := d.o.Store.SchoolIDs(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	for _, sc := range schools {
+		for ctx.Err() == nil {
+			claimed, err := d.o.Store.ClaimMessages(ctx, sc, d.o.Now(), d.o.Lease, batch)
+			if err != nil {
+				return time.Time{}, err
+			}
+			var g errgroup.Group
+			g.SetLimit(d.o.Workers)
+			for _, o := range claimed {
+				g.Go(func() error {
+					d.deliver(context.WithoutCancel(ctx), o)
+					return nil
+				})
+			}
+			_ = g.Wait()
+			if len(claimed) < batch {
+				break
+			}
+		}
+		at, ok, err := d.o.Store.NextMessage(ctx, sc)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ok && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next, nil
+}
+
+// deliver sends one claimed message and records the outcome.
+func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
+	log := d.o.Log.With("msg", o.Msg.ID, "kind", o.Msg.Kind, "school", o.School)
+	now := d.o.Now()
+	if o.State == "sending" && o.Attempts >= 2 {
+		// Two sends began and neither was recorded: each may have reached Twilio.
+		// One re-send after a crash is the most Vigil allows itself.
+		d.fail(ctx, log, o, "uncertain", "gave up: earlier sends may have gone out")
+		return
+	}
+	if err := d.o.Store.RecordAttempt(ctx, o, now); err != nil {
+		d.lost(log, err)
+		return
+	}
+	start := time.Now()
+	sid, err := d.o.Sender.SendSMS(ctx, sms.Outbound{To: o.Msg.To, Body: o.Msg.Body, ValidityPeriod: o.Msg.Validity})
+	if d.o.Metrics != nil {
+		d.o.Metrics.SendSeconds.Observe(time.Since(start).Seconds())
+	}
+	if err == nil {
+		if err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now()); err != nil {
+			d.lost(log, err)
+		}
+		d.count(o.Msg, "sent")
+		return
+	}
+	var se *sms.Error
+	retryable := errors.As(err, &se) && (se.Retryable || se.Uncertain)
+	if !errors.As(err, &se) {
+		retryable = true // an unclassified failure is treated as transient
+	}
+	reason := "error"
+	if se != nil {
+		reason = se.Reason()
+	}
+	if !retryable || o.Attempts+1 >= d.o.MaxAttempts {
+		d.fail(ctx, log, o, reason, err.Error())
+		return
+	}
+	at := d.o.Now().Add(backoff(o.Attempts))
+	log.Warn("send failed; will retry", "attempt", o.Attempts+1, "retry_at", at, "err", err)
+	if err := d.o.Store.RecordRetry(ctx, o, at, reason); err != nil {
+		d.lost(log, err)
+	}
+}
+
+func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, o store.Outgoing, reason, detail string) {
+	log.Error("send failed for good", "reason", reason, "err", detail)
+	if err := d.o.Store.RecordFailed(ctx, o, reason); err != nil {
+		d.lost(log, err)
+	}
+	d.count(o.Msg, "failed")
+}
+
+func (d *Dispatcher) lost(log *slog.Logger, err error) {
+	if errors.Is(err, store.ErrFenced) {
+		log.Warn("message claim lost to another replica")
+		return
+	}
+	log.Error("recording a send failed", "err", err)
+}
+
+func (d *Dispatcher) count(m visit.Message, result string) {
+	if d.o.Metrics != nil {
+		d.o.Metrics.Notifications.WithLabelValues(m.Channel, m.Kind, result).Inc()
+	}
+}
+
+// backoff is exponential from 1 s, capped at 60 s, with full jitter in its upper half.
+func backoff(attempt int) time.Duration {
+	d := time.Second << min(attempt, 6)
+	d = min(d, 60*time.Second)
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,39 @@
+package service
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the counters the service keeps (SPEC §7).
+type Metrics struct {
+	VisitsTotal *prometheus.CounterVec
+	AlertsTotal *prometheus.CounterVec
+	AckSeconds  prometheus.Histogram
+	InboundSMS  *prometheus.CounterVec
+	// Notifications is shared with the dispatcher, which counts sends; the service
+	// counts replies and delivery receipts.
+	Notifications *prometheus.CounterVec
+}
+
+// NewMetrics registers the service's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		VisitsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_visits_total", Help: "Visits closed, by outcome (safe, cancelled, duress).",
+		}, []string{"outcome"}),
+		AlertsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_alerts_total", Help: "Alerts raised, by reason (overdue, panic, duress).",
+		}, []string{"reason"}),
+		AckSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "vigil_alert_ack_seconds", Help: "Time from an alert being raised to its first ACK.",
+			Buckets: []float64{15, 30, 60, 120, 300, 600, 900, 1800, 3600},
+		}),
+		InboundSMS: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_inbound_sms_total", Help: "Inbound SMS, by command and result.",
+		}, []string{"command", "result"}),
+		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_notifications_total",
+			Help: "Notifications by channel (sms, call), kind (reminder, alert, all_clear, notice, reply) and result (sent, failed, delivered, undelivered).",
+		}, []string{"channel", "kind", "result"}),
+	}
+	reg.MustRegister(m.VisitsTotal, m.AlertsTotal, m.AckSeconds, m.InboundSMS, m.Notifications)
+	return m
+}

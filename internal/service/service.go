@@ -1,0 +1,208 @@
+// Package service is Vigil's one orchestration layer. Every event — an inbound SMS,
+// an API call, a timer falling due — takes the same path: load the state it touches
+// from the store, decide with the pure visit package, and commit state, timers,
+// messages and audit events in one atomic store operation.
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// Service handles every event.
+type Service struct {
+	st      *store.Store
+	policy  visit.Policy
+	loc     *time.Location // the config's timezone, for schools that name none
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *Metrics
+	// wake nudges this replica's scheduler and dispatcher after a commit that added
+	// timers or messages (other replicas hear of it through Redis pub/sub).
+	wake func()
+}
+
+// Options are what a Service needs.
+type Options struct {
+	Store    *store.Store
+	Policy   visit.Policy
+	Location *time.Location
+	Now      func() time.Time
+	Log      *slog.Logger
+	Metrics  *Metrics
+	Wake     func()
+}
+
+// New builds a Service.
+func New(o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Wake == nil {
+		o.Wake = func() {}
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: o.Now,
+		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake}
+}
+
+// Policy is the policy the service decides with.
+func (s *Service) Policy() visit.Policy { return s.policy }
+
+// maxAttempts bounds how often an event is decided again after a conflict. Conflicts
+// need two events about the same officer within a few milliseconds, so this is
+// generous.
+const maxAttempts = 8
+
+// errBusy is returned when an event kept conflicting: the caller should retry.
+var errBusy = errors.New("the state kept changing while this was decided; try again")
+
+// transact loads, decides and commits in one school until the commit holds.
+func (s *Service) transact(ctx context.Context, school string, fn func(sn *store.Snapshot) (store.Change, error)) error {
+	for range maxAttempts {
+		sn := s.st.Begin(school)
+		ch, err := fn(sn)
+		if err != nil {
+			return err
+		}
+		err = sn.Commit(ctx, ch)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err == nil {
+			s.observe(ch)
+			if len(ch.Result.Messages) > 0 || len(ch.Timers) > 0 {
+				s.wake()
+			}
+		}
+		return err
+	}
+	return errBusy
+}
+
+// observe counts what a committed change did.
+func (s *Service) observe(ch store.Change) {
+	if s.metrics == nil {
+		return
+	}
+	for _, a := range ch.Result.Raised {
+		s.metrics.AlertsTotal.WithLabelValues(a.Reason).Inc()
+	}
+	for _, v := range ch.Result.Visits {
+		if !v.Open() && !v.ClosedAt.IsZero() && v.ClosedAt.Equal(ch.Now) {
+			s.metrics.VisitsTotal.WithLabelValues(v.Outcome).Inc()
+		}
+	}
+	if ch.Result.AckedAfter > 0 {
+		s.metrics.AckSeconds.Observe(ch.Result.AckedAfter.Seconds())
+	}
+}
+
+// change turns a decision into what the store writes: the entities, the timers
+// derived from their new state, and the officers' states.
+func (s *Service) change(r visit.Result, now time.Time, states map[string]visit.OfficerState) store.Change {
+	ch := store.Change{Result: r, Timers: map[string]time.Time{}, OfficerStates: map[string]visit.OfficerState{}, Now: now}
+	for _, v := range r.Visits {
+		ch.Timers[store.VisitTimer(v.ID)] = s.policy.VisitWake(v)
+	}
+	for _, a := range r.Alerts {
+		ch.Timers[store.AlertTimer(a.ID)] = s.policy.AlertWake(a)
+	}
+	for id, st := range states {
+		ch.OfficerStates[id] = st.Apply(id, r)
+	}
+	return ch
+}
+
+// newIDs makes fresh identifiers for whatever an event may create.
+func (s *Service) newIDs(now time.Time) visit.IDs {
+	return visit.IDs{
+		Visit: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		Alert: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		Code:  newCode(),
+	}
+}
+
+// newCode is a four-digit ACK code. The commit refuses a code another open alert of
+// the school holds, and the event is decided again with a new one.
+func newCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(9000))
+	if err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return fmt.Sprintf("%04d", 1000+n.Int64())
+}
+
+// schoolState loads a school and its time zone. A school missing from the directory
+// still gets its alerts decided (with no contacts) rather than dropped, and says so.
+func (s *Service) schoolState(ctx context.Context, id string) (*visit.School, *time.Location, error) {
+	sc, err := s.st.School(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.log.Error("school missing from the directory", "school", id)
+		return &visit.School{ID: id, Name: id}, s.loc, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	loc := s.loc
+	if sc.TimeZone != "" {
+		if l, err := time.LoadLocation(sc.TimeZone); err == nil {
+			loc = l
+		}
+	}
+	return sc, loc, nil
+}
+
+// officer loads an officer; one missing from the directory (deleted while a visit was
+// open) is still named by ID so that their alert goes out.
+func (s *Service) officer(ctx context.Context, id, school string) (*visit.Officer, error) {
+	o, err := s.st.Officer(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return &visit.Officer{ID: id, Name: id, School: school}, nil
+	}
+	return o, err
+}
+
+// officers loads the officers named by a visit's companions and alerts.
+func (s *Service) officers(ctx context.Context, school string, v *visit.Visit, alerts []*visit.Alert) (map[string]*visit.Officer, error) {
+	out := map[string]*visit.Officer{}
+	var ids []string
+	if v != nil {
+		ids = append(ids, v.Companions...)
+	}
+	for _, a := range alerts {
+		ids = append(ids, a.Officer)
+	}
+	for _, id := range ids {
+		if _, ok := out[id]; ok {
+			continue
+		}
+		o, err := s.officer(ctx, id, school)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = o
+	}
+	return out, nil
+}
+
+// maskPhone keeps the country code and last three digits, for logs.
+func maskPhone(p string) string {
+	if len(p) < 7 {
+		return "***"
+	}
+	return p[:3] + strings.Repeat("*", len(p)-6) + p[len(p)-3:]
+}

@@ -1,0 +1,273 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// InboundSMS is one SMS as Twilio hands it over.
+type InboundSMS struct {
+	From string // E.164
+	Body string
+	SID  string // Twilio MessageSid
+}
+
+// Results of an inbound SMS, the `result` label of vigil_inbound_sms_total.
+const (
+	resultOK       = "ok"
+	resultRefused  = "refused"
+	resultDup      = "duplicate"
+	resultUnknown  = "unknown_sender"
+	resultNotUnder = "not_understood"
+)
+
+// HandleSMS handles one inbound SMS and returns the reply text ("" for none). A
+// repeated MessageSid gets the reply it got the first time and changes nothing.
+func (s *Service) HandleSMS(ctx context.Context, in InboundSMS) (string, error) {
+	now := s.now()
+	cmd := visit.Parse(in.Body)
+	roles, err := s.st.PhoneRoles(ctx, in.From)
+	if err != nil {
+		return "", fmt.Errorf("look up sender: %w", err)
+	}
+	var officer, contact *store.PhoneRole
+	var contactSchools []string
+	for i, r := range roles {
+		switch r.Kind {
+		case "officer":
+			officer = &roles[i]
+		case "contact":
+			if contact == nil {
+				contact = &roles[i]
+			}
+			if !slices.Contains(contactSchools, r.School) {
+				contactSchools = append(contactSchools, r.School)
+			}
+		}
+	}
+	isContactVerb := cmd.Verb == visit.VerbAck || cmd.Verb == visit.VerbResolve
+	var reply, result string
+	switch {
+	case officer == nil && contact == nil:
+		reply, result, err = s.unknownSender(ctx, in, now)
+	case contact != nil && (officer == nil || isContactVerb):
+		reply, result, err = s.contactSMS(ctx, in, cmd, contact, contactSchools, now)
+	default:
+		reply, result, err = s.officerSMS(ctx, in, cmd, officer, now)
+	}
+	if s.metrics != nil && err == nil {
+		s.metrics.InboundSMS.WithLabelValues(string(cmd.Verb), result).Inc()
+	}
+	return reply, err
+}
+
+func (s *Service) unknownSender(ctx context.Context, in InboundSMS, now time.Time) (string, string, error) {
+	s.log.Info("SMS from an unknown number", "from", maskPhone(in.From))
+	ok, err := s.st.UnknownReplyAllowed(ctx, in.From, now)
+	if err != nil || !ok {
+		return "", resultUnknown, err
+	}
+	return "This number is not registered with Vigil. Ask your school office to add it.", resultUnknown, nil
+}
+
+// dedup returns the reply already given to this MessageSid, if any.
+func (s *Service) dedup(ctx context.Context, school, sid string) (string, bool, error) {
+	if sid == "" {
+		return "", false, nil
+	}
+	return s.st.InboundReply(ctx, school, sid)
+}
+
+func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Command, role *store.PhoneRole, now time.Time) (string, string, error) {
+	if r, ok, err := s.dedup(ctx, role.School, in.SID); err != nil || ok {
+		return r, resultDup, err
+	}
+	sc, loc, err := s.schoolState(ctx, role.School)
+	if err != nil {
+		return "", "", err
+	}
+	o, err := s.officer(ctx, role.Officer, role.School)
+	if err != nil {
+		return "", "", err
+	}
+	var reply, result string
+	err = s.transact(ctx, role.School, func(sn *store.Snapshot) (store.Change, error) {
+		st, ost, err := s.loadOfficer(ctx, sn, sc, loc, o)
+		if err != nil {
+			return store.Change{}, err
+		}
+		st.LastText = in.Body
+		r, derr := visit.OfficerCommand(st, visit.Input{Cmd: cmd, Source: visit.SourceSMS, By: in.From, Text: in.Body, IDs: s.newIDs(now)}, now, s.policy)
+		result = resultOK
+		if cmd.Verb == visit.VerbUnknown {
+			result = resultNotUnder
+		}
+		reply = r.Reply
+		var refusal *visit.Error
+		if errors.As(derr, &refusal) {
+			reply, result = refusal.Msg, resultRefused
+		} else if derr != nil {
+			return store.Change{}, derr
+		}
+		// The officer's state always records the last text, which alerts quote.
+		ost.LastText = in.Body
+		ch := s.change(r, now, map[string]visit.OfficerState{o.ID: ost})
+		ch.InboundSID, ch.InboundReply = in.SID, reply
+		return ch, nil
+	})
+	return reply, result, err
+}
+
+// loadOfficer reads everything an officer's command may touch.
+func (s *Service) loadOfficer(ctx context.Context, sn *store.Snapshot, sc *visit.School, loc *time.Location, o *visit.Officer) (visit.State, visit.OfficerState, error) {
+	ost, err := sn.OfficerState(ctx, o.ID)
+	if err != nil {
+		return visit.State{}, ost, err
+	}
+	v, err := sn.Visit(ctx, ost.OpenVisit)
+	if err != nil {
+		return visit.State{}, ost, err
+	}
+	alerts, err := sn.Alerts(ctx, ost.Alerts)
+	if err != nil {
+		return visit.State{}, ost, err
+	}
+	st := visit.State{School: sc, Loc: loc, Officer: o, Visit: v, Alerts: alerts, LastText: ost.LastText}
+	if v == nil && ost.LastVisit != "" {
+		if st.LastVisit, err = sn.Visit(ctx, ost.LastVisit); err != nil {
+			return visit.State{}, ost, err
+		}
+	}
+	if st.Officers, err = s.officers(ctx, sc.ID, v, alerts); err != nil {
+		return visit.State{}, ost, err
+	}
+	return st, ost, nil
+}
+
+// contactSMS handles a message from a contact: ACK or RESOLVE an alert of one of the
+// schools the contact is on.
+func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Command, role *store.PhoneRole, schools []string, now time.Time) (string, string, error) {
+	contact := &visit.Contact{Name: role.Name, Phone: in.From}
+	if cmd.Verb != visit.VerbAck && cmd.Verb != visit.VerbResolve {
+		w := visit.Writer{}
+		return w.ContactHelp(), resultNotUnder, nil
+	}
+	// Pick the school: the one whose open alert has the code, or the only one with
+	// open alerts; otherwise the first (whose decision then explains the choice).
+	school := schools[0]
+	if len(schools) > 1 {
+		var withAlerts []string
+		for _, sc := range schools {
+			alerts, err := s.st.ListAlerts(ctx, []string{sc}, true, 0)
+			if err != nil {
+				return "", "", err
+			}
+			for _, a := range alerts {
+				if cmd.Code == "" || a.Code == cmd.Code {
+					withAlerts = append(withAlerts, sc)
+					break
+				}
+			}
+		}
+		if len(withAlerts) > 0 {
+			school = withAlerts[0]
+		}
+	}
+	if r, ok, err := s.dedup(ctx, school, in.SID); err != nil || ok {
+		return r, resultDup, err
+	}
+	sc, loc, err := s.schoolState(ctx, school)
+	if err != nil {
+		return "", "", err
+	}
+	var reply, result string
+	err = s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+		alerts, err := sn.OpenAlerts(ctx)
+		if err != nil {
+			return store.Change{}, err
+		}
+		st := visit.State{School: sc, Loc: loc, Alerts: alerts, Contact: contact}
+		// When the alert meant is clear, load its visit too (RESOLVE closes it).
+		if a := meant(alerts, cmd.Code); a != nil && a.VisitID != "" {
+			if st.Visit, err = sn.Visit(ctx, a.VisitID); err != nil {
+				return store.Change{}, err
+			}
+		}
+		if st.Officers, err = s.officers(ctx, school, st.Visit, alerts); err != nil {
+			return store.Change{}, err
+		}
+		r, derr := visit.ContactCommand(st, visit.Input{Cmd: cmd, Source: visit.SourceSMS, By: in.From, Text: in.Body}, now, s.policy)
+		reply, result = r.Reply, resultOK
+		var refusal *visit.Error
+		if errors.As(derr, &refusal) {
+			reply, result = refusal.Msg, resultRefused
+		} else if derr != nil {
+			return store.Change{}, derr
+		}
+		ch := s.change(r, now, nil)
+		ch.InboundSID, ch.InboundReply = in.SID, reply
+		return ch, nil
+	})
+	return reply, result, err
+}
+
+// meant is the open alert a code names, or the only open alert.
+func meant(alerts []*visit.Alert, code string) *visit.Alert {
+	var open []*visit.Alert
+	for _, a := range alerts {
+		if a.Open() && (code == "" || a.Code == code) {
+			open = append(open, a)
+		}
+	}
+	if len(open) == 1 {
+		return open[0]
+	}
+	return nil
+}
+
+// CountReply counts an SMS reply sent back in the webhook's answer.
+func (s *Service) CountReply() {
+	if s.metrics != nil {
+		s.metrics.Notifications.WithLabelValues(visit.ChannelSMS, visit.KindReply, "sent").Inc()
+	}
+}
+
+// Receipt is a delivery status callback from Twilio.
+type Receipt struct {
+	SID       string
+	Status    string // queued, sent, delivered, undelivered, failed, ...
+	ErrorCode int
+}
+
+// HandleReceipt records a delivery receipt on the message it is about. Receipts for
+// messages Vigil does not know (replies sent in TwiML) are ignored.
+func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
+	school, msg, _, err := s.st.MessageBySID(ctx, r.SID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	changed, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode)
+	if err != nil || !changed {
+		return err
+	}
+	if s.metrics != nil && (r.Status == "delivered" || r.Status == "undelivered" || r.Status == "failed") {
+		result := r.Status
+		if result == "failed" {
+			result = "undelivered"
+		}
+		s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, result).Inc()
+	}
+	if r.Status == "undelivered" || r.Status == "failed" {
+		s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "to", maskPhone(msg.To), "error_code", r.ErrorCode)
+	}
+	return nil
+}

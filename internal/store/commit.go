@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// commitScript applies one event's changes atomically, after checking that nothing
+// the event read has changed (optimistic concurrency) and, for a timer, that this
+// replica still holds the timer's claim (fencing).
+//
+// KEYS: every key the change touches (all in one school's hash slot).
+// ARGV[1]: JSON transaction; each key is referred to by its index in KEYS:
+//
+//	e:    [[k, value]] the key must hold value; [[k]] the key must not exist
+//	f:    [k, member, score] the timer member must still have this (lease) score
+//	set:  [[k, value, ttl_ms]] SET (ttl 0 = none)
+//	del:  [k]
+//	sadd, srem: [[k, member]]
+//	zadd: [[k, member, score]], zrem: [[k, member]]
+//	msg:  [[hash_k, outbox_k, id, json, score]] queue a message unless its hash exists
+//	xadd: [[k, json, maxlen]] append to a stream
+//	pub:  [channel, text] announce (new timers or messages) once committed
+//
+// Returns 1 when committed, 0 on a conflict, -1 when the claim was lost.
+var commitScript = redis.NewScript(`
+local tx = cjson.decode(ARGV[1])
+if tx.f then
+  local s = redis.call('ZSCORE', KEYS[tx.f[1]], tx.f[2])
+  if (not s) or tonumber(s) ~= tonumber(tx.f[3]) then return -1 end
+end
+for _, e in ipairs(tx.e or {}) do
+  local cur = redis.call('GET', KEYS[e[1]])
+  if #e == 1 then
+    if cur then return 0 end
+  elseif cur ~= e[2] then
+    return 0
+  end
+end
+for _, x in ipairs(tx.set or {}) do
+  if tonumber(x[3]) > 0 then
+    redis.call('SET', KEYS[x[1]], x[2], 'PX', x[3])
+  else
+    redis.call('SET', KEYS[x[1]], x[2])
+  end
+end
+for _, k in ipairs(tx.del or {}) do redis.call('DEL', KEYS[k]) end
+for _, x in ipairs(tx.sadd or {}) do redis.call('SADD', KEYS[x[1]], x[2]) end
+for _, x in ipairs(tx.srem or {}) do redis.call('SREM', KEYS[x[1]], x[2]) end
+for _, x in ipairs(tx.zadd or {}) do redis.call('ZADD', KEYS[x[1]], x[3], x[2]) end
+for _, x in ipairs(tx.zrem or {}) do redis.call('ZREM', KEYS[x[1]], x[2]) end
+for _, m in ipairs(tx.msg or {}) do
+  if redis.call('EXISTS', KEYS[m[1]]) == 0 then
+    redis.call('HSET', KEYS[m[1]], 'json', m[4], 'state', 'queued', 'attempts', 0)
+    redis.call('ZADD', KEYS[m[2]], m[5], m[3])
+  end
+end
+for _, x in ipairs(tx.xadd or {}) do
+  redis.call('XADD', KEYS[x[1]], 'MAXLEN', '~', x[3], '*', 'e', x[2])
+end
+if tx.pub then redis.call('PUBLISH', tx.pub[1], tx.pub[2]) end
+return 1
+`)
+
+// auditMaxLen bounds each school's audit stream (the retention job trims by age).
+const auditMaxLen = 1_000_000
+
+// Snapshot is the state one event read from one school, with the raw values it saw,
+// so Commit can check that none of them changed.
+type Snapshot struct {
+	s      *Store
+	school string
+	seen   map[string]*string // key -> raw value read (nil = absent)
+}
+
+// Begin starts reading the state of one school.
+func (s *Store) Begin(school string) *Snapshot {
+	return &Snapshot{s: s, school: school, seen: map[string]*string{}}
+}
+
+// School is the school this snapshot reads.
+func (sn *Snapshot) School() string { return sn.school }
+
+func (sn *Snapshot) get(ctx context.Context, key string, v any) (bool, error) {
+	raw, err := sn.s.rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		sn.seen[key] = nil
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	sn.seen[key] = &raw
+	return true, json.Unmarshal([]byte(raw), v)
+}
+
+// Visit reads one visit; nil when it does not exist.
+func (sn *Snapshot) Visit(ctx context.Context, id string) (*visit.Visit, error) {
+	if id == "" {
+		return nil, nil
+	}
+	var v visit.Visit
+	ok, err := sn.get(ctx, sn.s.k.visit(sn.school, id), &v)
+	if err != nil || !ok {
+		return nil, wrap(err, "load visit "+id)
+	}
+	return &v, nil
+}
+
+// Alert reads one alert; nil when it does not exist.
+func (sn *Snapshot) Alert(ctx context.Context, id string) (*visit.Alert, error) {
+	if id == "" {
+		return nil, nil
+	}
+	var a visit.Alert
+	ok, err := sn.get(ctx, sn.s.k.alert(sn.school, id), &a)
+	if err != nil || !ok {
+		return nil, wrap(err, "load alert "+id)
+	}
+	return &a, nil
+}
+
+// Alerts reads the alerts named, skipping any that no longer exist.
+func (sn *Snapshot) Alerts(ctx context.Context, ids []string) ([]*visit.Alert, error) {
+	var out []*visit.Alert
+	for _, id := range ids {
+		a, err := sn.Alert(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// OpenAlerts reads every open alert of the school, oldest first.
+func (sn *Snapshot) OpenAlerts(ctx context.Context) ([]*visit.Alert, error) {
+	ids, err := sn.s.rdb.SMembers(ctx, sn.s.k.openAlerts(sn.school)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list open alerts: %w", err)
+	}
+	out, err := sn.Alerts(ctx, ids)
+	sort.Slice(out, func(i, j int) bool { return out[i].RaisedAt.Before(out[j].RaisedAt) })
+	return out, err
+}
+
+// OfficerState reads what Vigil remembers of an officer.
+func (sn *Snapshot) OfficerState(ctx context.Context, officer string) (visit.OfficerState, error) {
+	var st visit.OfficerState
+	_, err := sn.get(ctx, sn.s.k.officerState(sn.school, officer), &st)
+	return st, wrap(err, "load officer state "+officer)
+}
+
+func wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Claim is a timer or message this replica holds until Lease (Unix ms).
+type Claim struct {
+	School string
+	Member string
+	Lease  int64
+}
+
+// Change is everything one event decided, ready to be written.
+type Change struct {
+	Result visit.Result
+	// Timers maps timer members ("v:<visit>", "a:<alert>") to when they must fire;
+	// a zero time removes the timer.
+	Timers map[string]time.Time
+	// OfficerStates are the officers' states after the event.
+	OfficerStates map[string]visit.OfficerState
+	// Fence, for a timer event, is the claim that must still be held.
+	Fence *Claim
+	// InboundSID and InboundReply record a Twilio message as handled, with its reply.
+	InboundSID   string
+	InboundReply string
+	// Now is when the event happened: messages queue in the order they were decided.
+	Now time.Time
+}
+
+// tx is the JSON the commit script reads.
+type tx struct {
+	E    [][]any  `json:"e,omitempty"`
+	F    []any    `json:"f,omitempty"`
+	Set  [][]any  `json:"set,omitempty"`
+	Del  []int    `json:"del,omitempty"`
+	SAdd [][]any  `json:"sadd,omitempty"`
+	SRem [][]any  `json:"srem,omitempty"`
+	ZAdd [][]any  `json:"zadd,omitempty"`
+	ZRem [][]any  `json:"zrem,omitempty"`
+	Msg  [][]any  `json:"msg,omitempty"`
+	XAdd [][]any  `json:"xadd,omitempty"`
+	Pub  []string `json:"pub,omitempty"`
+}
+
+type txBuilder struct {
+	keys  []string
+	index map[string]int
+	tx    tx
+}
+
+func (b *txBuilder) k(key string) int {
+	if i, ok := b.index[key]; ok {
+		return i
+	}
+	b.keys = append(b.keys, key)
+	b.index[key] = len(b.keys) // Lua is 1-based
+	return len(b.keys)
+}
+
+// inboundTTL is how long a handled MessageSid is remembered (Twilio retries within
+// minutes; two days is generous).
+const inboundTTL = 48 * time.Hour
+
+// Commit writes the change atomically. It returns ErrConflict when something read
+// has changed (decide again) and ErrFenced when the timer claim was lost.
+func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
+	k := sn.s.k
+	s := sn.school
+	b := &txBuilder{index: map[string]int{}}
+	// expect checks a written key against what was read; a key never read must not
+	// exist yet (a new visit or alert).
+	expect := func(key string) {
+		if raw, ok := sn.seen[key]; ok && raw != nil {
+			b.tx.E = append(b.tx.E, []any{b.k(key), *raw})
+		} else {
+			b.tx.E = append(b.tx.E, []any{b.k(key)})
+		}
+	}
+	set := func(key string, v any) error {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		expect(key)
+		b.tx.Set = append(b.tx.Set, []any{b.k(key), string(raw), 0})
+		return nil
+	}
+	if ch.Fence != nil {
+		b.tx.F = []any{b.k(k.timers(s)), ch.Fence.Member, ch.Fence.Lease}
+	}
+	for _, v := range ch.Result.Visits {
+		if err := set(k.visit(s, v.ID), v); err != nil {
+			return err
+		}
+		if v.Open() {
+			b.tx.SAdd = append(b.tx.SAdd, []any{b.k(k.openVisits(s)), v.ID})
+		} else {
+			b.tx.SRem = append(b.tx.SRem, []any{b.k(k.openVisits(s)), v.ID})
+			b.tx.ZAdd = append(b.tx.ZAdd, []any{b.k(k.closedVisits(s)), v.ID, v.ClosedAt.UnixMilli()})
+		}
+	}
+	for _, a := range ch.Result.Alerts {
+		_, known := sn.seen[k.alert(s, a.ID)]
+		if err := set(k.alert(s, a.ID), a); err != nil {
+			return err
+		}
+		if !known && a.Code != "" {
+			// A new alert claims its code; two alerts raised at once with the same
+			// code conflict here and the loser decides again with another.
+			b.tx.E = append(b.tx.E, []any{b.k(k.code(s, a.Code))})
+		}
+		if a.Open() {
+			b.tx.SAdd = append(b.tx.SAdd, []any{b.k(k.openAlerts(s)), a.ID})
+			b.tx.ZAdd = append(b.tx.ZAdd, []any{b.k(k.alerts(s)), a.ID, a.RaisedAt.UnixMilli()})
+			if a.Code != "" {
+				b.tx.Set = append(b.tx.Set, []any{b.k(k.code(s, a.Code)), a.ID, 0})
+			}
+		} else {
+			b.tx.SRem = append(b.tx.SRem, []any{b.k(k.openAlerts(s)), a.ID})
+			if a.Code != "" {
+				b.tx.Del = append(b.tx.Del, b.k(k.code(s, a.Code)))
+			}
+		}
+	}
+	officers := make([]string, 0, len(ch.OfficerStates))
+	for o := range ch.OfficerStates {
+		officers = append(officers, o)
+	}
+	sort.Strings(officers)
+	for _, o := range officers {
+		if err := set(k.officerState(s, o), ch.OfficerStates[o]); err != nil {
+			return err
+		}
+	}
+	members := make([]string, 0, len(ch.Timers))
+	for m := range ch.Timers {
+		members = append(members, m)
+	}
+	sort.Strings(members)
+	var earliest int64
+	for _, m := range members {
+		at := ch.Timers[m]
+		if at.IsZero() {
+			b.tx.ZRem = append(b.tx.ZRem, []any{b.k(k.timers(s)), m})
+			continue
+		}
+		ms := at.UnixMilli()
+		b.tx.ZAdd = append(b.tx.ZAdd, []any{b.k(k.timers(s)), m, ms})
+		if earliest == 0 || ms < earliest {
+			earliest = ms
+		}
+	}
+	if ch.Fence != nil {
+		if _, rescheduled := ch.Timers[ch.Fence.Member]; !rescheduled {
+			b.tx.ZRem = append(b.tx.ZRem, []any{b.k(k.timers(s)), ch.Fence.Member})
+		}
+	}
+	for _, m := range ch.Result.Messages {
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		b.tx.Msg = append(b.tx.Msg, []any{b.k(k.message(s, m.ID)), b.k(k.outbox(s, m.Priority)), m.ID, string(raw), ch.Now.UnixMilli()})
+	}
+	for _, e := range ch.Result.Audit {
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		b.tx.XAdd = append(b.tx.XAdd, []any{b.k(k.audit(s)), string(raw), auditMaxLen})
+	}
+	if ch.InboundSID != "" {
+		key := k.inbound(s, ch.InboundSID)
+		b.tx.E = append(b.tx.E, []any{b.k(key)})
+		b.tx.Set = append(b.tx.Set, []any{b.k(key), ch.InboundReply, inboundTTL.Milliseconds()})
+	}
+	if len(ch.Result.Messages) > 0 || earliest > 0 {
+		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
+	}
+	arg, err := json.Marshal(b.tx)
+	if err != nil {
+		return err
+	}
+	if len(b.keys) == 0 {
+		return nil
+	}
+	n, err := commitScript.Run(ctx, sn.s.rdb, b.keys, arg).Int()
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	switch n {
+	case 0:
+		return ErrConflict
+	case -1:
+		return ErrFenced
+	}
+	return nil
+}

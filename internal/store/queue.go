@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// claimScript claims due members of a sorted set of instants (a school's timers or
+// one of its outbox queues).
+//
+// KEYS[1]: the sorted set (score = when the member is due, Unix ms).
+// ARGV[1]: now (Unix ms); ARGV[2]: lease (ms); ARGV[3]: the most to claim.
+// Each member due by now, earliest first, is re-scored to now+lease: no other
+// replica claims it until the lease runs out, and a replica that dies holding it
+// hands it back by simply not finishing. Returns [member, due, ...].
+var claimScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local lease = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for i = 1, #due, 2 do redis.call('ZADD', KEYS[1], lease, due[i]) end
+return due
+`)
+
+// messageScript records what happened to a claimed message, if the claim still holds.
+//
+// KEYS[1]: the outbox queue; KEYS[2]: the message hash.
+// ARGV[1]: member; ARGV[2]: the lease score this replica holds; ARGV[3]: the new
+// score, or "" to take the member off the queue; ARGV[4]: how much to add to
+// attempts; ARGV[5...]: field, value pairs to set on the hash.
+// Returns 1, or -1 when the lease was lost (another replica has the message).
+var messageScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not s) or tonumber(s) ~= tonumber(ARGV[2]) then return -1 end
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+if tonumber(ARGV[4]) ~= 0 then redis.call('HINCRBY', KEYS[2], 'attempts', ARGV[4]) end
+if #ARGV > 4 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
+return 1
+`)
+
+// Due is a claimed timer and when it fell due.
+type Due struct {
+	Claim
+	At time.Time
+}
+
+// ClaimTimers claims up to max timers of a school that are due by now.
+func (s *Store) ClaimTimers(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]Due, error) {
+	got, err := s.claim(ctx, s.k.timers(school), school, now, lease, max)
+	if err != nil {
+		return nil, fmt.Errorf("claim timers of %s: %w", school, err)
+	}
+	return got, nil
+}
+
+func (s *Store) claim(ctx context.Context, key, school string, now time.Time, lease time.Duration, max int) ([]Due, error) {
+	res, err := claimScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), lease.Milliseconds(), max).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	leaseAt := now.UnixMilli() + lease.Milliseconds()
+	out := make([]Due, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		ms, _ := strconv.ParseFloat(res[i+1], 64)
+		out = append(out, Due{Claim: Claim{School: school, Member: res[i], Lease: leaseAt}, At: time.UnixMilli(int64(ms))})
+	}
+	return out, nil
+}
+
+// NextTimer is when the school's earliest timer falls due (false when none).
+func (s *Store) NextTimer(ctx context.Context, school string) (time.Time, bool, error) {
+	return s.earliest(ctx, s.k.timers(school))
+}
+
+func (s *Store) earliest(ctx context.Context, key string) (time.Time, bool, error) {
+	z, err := s.rdb.ZRangeWithScores(ctx, key, 0, 0).Result()
+	if err != nil || len(z) == 0 {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(int64(z[0].Score)), true, nil
+}
+
+// TimerTarget splits a timer member into its kind ('v' visit, 'a' alert) and ID.
+func TimerTarget(member string) (kind byte, id string, ok bool) {
+	if len(member) < 3 || member[1] != ':' {
+		return 0, "", false
+	}
+	return member[0], member[2:], true
+}
+
+// VisitTimer and AlertTimer name the timer of a visit or an alert.
+func VisitTimer(id string) string { return visitTimer(id) }
+
+// AlertTimer names the timer of an alert.
+func AlertTimer(id string) string { return alertTimer(id) }
+
+// Priorities of the outbox queues, highest first.
+var priorities = []int{visit.PriorityPanic, visit.PriorityAlert, visit.PriorityNormal}
+
+// Outgoing is a claimed outbox message.
+type Outgoing struct {
+	Claim
+	Msg      visit.Message
+	Attempts int    // sends begun before this one
+	State    string // queued, sending (a send began and was never recorded), retry
+	SID      string
+}
+
+// ClaimMessages claims up to max messages of a school that are ready by now, the
+// highest priority first: a panic never waits behind a queue of reminders.
+func (s *Store) ClaimMessages(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]Outgoing, error) {
+	var out []Outgoing
+	for _, prio := range priorities {
+		if len(out) >= max {
+			break
+		}
+		due, err := s.claim(ctx, s.k.outbox(school, prio), school, now, lease, max-len(out))
+		if err != nil {
+			return out, fmt.Errorf("claim messages of %s: %w", school, err)
+		}
+		for _, d := range due {
+			h, err := s.rdb.HGetAll(ctx, s.k.message(school, d.Member)).Result()
+			if err != nil {
+				return out, fmt.Errorf("load message %s: %w", d.Member, err)
+			}
+			var m visit.Message
+			if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
+				// A message that cannot be read can never be sent: take it off the
+				// queue loudly rather than claim it forever.
+				s.log.Error("unreadable outbox message dropped", "school", school, "id", d.Member, "err", err)
+				s.rdb.ZRem(ctx, s.k.outbox(school, prio), d.Member)
+				continue
+			}
+			n, _ := strconv.Atoi(h["attempts"])
+			out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"]})
+		}
+	}
+	return out, nil
+}
+
+// NextMessage is when the school's earliest queued message is ready (false if none).
+func (s *Store) NextMessage(ctx context.Context, school string) (time.Time, bool, error) {
+	var best time.Time
+	found := false
+	for _, prio := range priorities {
+		at, ok, err := s.earliest(ctx, s.k.outbox(school, prio))
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		if ok && (!found || at.Before(best)) {
+			best, found = at, true
+		}
+	}
+	return best, found, nil
+}
+
+// OutboxDepth counts queued messages across every school.
+func (s *Store) OutboxDepth(ctx context.Context, schools []string) (int64, error) {
+	var n int64
+	for _, sc := range schools {
+		for _, prio := range priorities {
+			c, err := s.rdb.ZCard(ctx, s.k.outbox(sc, prio)).Result()
+			if err != nil {
+				return 0, err
+			}
+			n += c
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) updateMessage(ctx context.Context, o Outgoing, score string, attempts int, fields ...any) error {
+	args := append([]any{o.Member, o.Lease, score, attempts}, fields...)
+	n, err := messageScript.Run(ctx, s.rdb, []string{s.k.outbox(o.School, o.Msg.Priority), s.k.message(o.School, o.Member)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("record message %s: %w", o.Member, err)
+	}
+	if n < 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+// RecordAttempt notes, before sending, that a send is under way: a replica that
+// finds a message in state "sending" knows an earlier send may have gone out.
+func (s *Store) RecordAttempt(ctx context.Context, o Outgoing, now time.Time) error {
+	return s.updateMessage(ctx, o, strconv.FormatInt(o.Lease, 10), 1, "state", "sending", "attempt_at", now.UnixMilli())
+}
+
+// RecordSent notes that Twilio accepted the message, and indexes its SID for
+// delivery receipts.
+func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time.Time) error {
+	if err := s.updateMessage(ctx, o, "", 0, "state", "sent", "sid", sid, "sent_at", now.UnixMilli()); err != nil {
+		return err
+	}
+	if sid != "" {
+		if err := s.rdb.Set(ctx, s.k.twilioSID(sid), o.School+"\x00"+o.Member, 14*24*time.Hour).Err(); err != nil {
+			return fmt.Errorf("index sid %s: %w", sid, err)
+		}
+	}
+	return nil
+}
+
+// RecordRetry puts the message back on its queue for another try at at.
+func (s *Store) RecordRetry(ctx context.Context, o Outgoing, at time.Time, reason string) error {
+	return s.updateMessage(ctx, o, strconv.FormatInt(at.UnixMilli(), 10), 0, "state", "retry", "last_error", reason)
+}
+
+// RecordFailed takes the message off its queue for good.
+func (s *Store) RecordFailed(ctx context.Context, o Outgoing, reason string) error {
+	return s.updateMessage(ctx, o, "", 0, "state", "failed", "last_error", reason)
+}
+
+// MessageBySID finds the message Twilio knows by sid.
+func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, msg *visit.Message, state string, err error) {
+	ref, err := s.rdb.Get(ctx, s.k.twilioSID(sid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil, "", ErrNotFound
+	}
+	if err != nil {
+		return "", nil, "", err
+	}
+	school, id, ok := strings.Cut(ref, "\x00")
+	if !ok {
+		return "", nil, "", ErrNotFound
+	}
+	h, err := s.rdb.HGetAll(ctx, s.k.message(school, id)).Result()
+	if err != nil {
+		return "", nil, "", err
+	}
+	var m visit.Message
+	if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
+		return "", nil, "", ErrNotFound
+	}
+	return school, &m, h["delivery"], nil
+}
+
+// RecordDelivery stores a delivery receipt's status on the message. It reports false
+// when the message already had a final status (Twilio may repeat callbacks).
+func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int) (bool, error) {
+	key := s.k.message(school, id)
+	prev, err := s.rdb.HGet(ctx, key, "delivery").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, err
+	}
+	if prev == status {
+		return false, nil
+	}
+	return true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code).Err()
+}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// Reads for the API and the metrics: they need no snapshot because they change nothing.
+
+// OpenVisits lists the open visits of the schools given, earliest due first.
+func (s *Store) OpenVisits(ctx context.Context, schools []string) ([]*visit.Visit, error) {
+	var out []*visit.Visit
+	for _, sc := range schools {
+		ids, err := s.rdb.SMembers(ctx, s.k.openVisits(sc)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list open visits of %s: %w", sc, err)
+		}
+		vs, err := getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(sc, id) }, ids)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DueAt.Before(out[j].DueAt) })
+	return out, nil
+}
+
+// RecentVisits lists visits closed most recently (up to limit per school).
+func (s *Store) RecentVisits(ctx context.Context, schools []string, limit int64) ([]*visit.Visit, error) {
+	var out []*visit.Visit
+	for _, sc := range schools {
+		ids, err := s.rdb.ZRevRange(ctx, s.k.closedVisits(sc), 0, limit-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list closed visits of %s: %w", sc, err)
+		}
+		vs, err := getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(sc, id) }, ids)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClosedAt.After(out[j].ClosedAt) })
+	return out, nil
+}
+
+// CountOpenVisits counts open visits across the schools given.
+func (s *Store) CountOpenVisits(ctx context.Context, schools []string) (int64, error) {
+	var n int64
+	for _, sc := range schools {
+		c, err := s.rdb.SCard(ctx, s.k.openVisits(sc)).Result()
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// Alerts lists alerts of the schools given, newest first: only open (and acked)
+// ones when open is true, else the most recent up to limit per school.
+func (s *Store) ListAlerts(ctx context.Context, schools []string, open bool, limit int64) ([]*visit.Alert, error) {
+	var out []*visit.Alert
+	for _, sc := range schools {
+		var ids []string
+		var err error
+		if open {
+			ids, err = s.rdb.SMembers(ctx, s.k.openAlerts(sc)).Result()
+		} else {
+			ids, err = s.rdb.ZRevRange(ctx, s.k.alerts(sc), 0, limit-1).Result()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list alerts of %s: %w", sc, err)
+		}
+		as, err := getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(sc, id) }, ids)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, as...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RaisedAt.After(out[j].RaisedAt) })
+	return out, nil
+}
+
+// FindVisit finds which of the schools holds visit id.
+func (s *Store) FindVisit(ctx context.Context, schools []string, id string) (string, error) {
+	return s.find(ctx, schools, func(sc string) string { return s.k.visit(sc, id) })
+}
+
+// FindAlert finds which of the schools holds alert id.
+func (s *Store) FindAlert(ctx context.Context, schools []string, id string) (string, error) {
+	return s.find(ctx, schools, func(sc string) string { return s.k.alert(sc, id) })
+}
+
+func (s *Store) find(ctx context.Context, schools []string, key func(string) string) (string, error) {
+	if len(schools) == 0 {
+		return "", ErrNotFound
+	}
+	cmds := make([]*redis.IntCmd, len(schools))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sc := range schools {
+			cmds[i] = p.Exists(ctx, key(sc))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	for i, c := range cmds {
+		if c.Val() > 0 {
+			return schools[i], nil
+		}
+	}
+	return "", ErrNotFound
+}
+
+func getAll[T any](ctx context.Context, rdb redis.UniversalClient, key func(string) string, ids []string) ([]*T, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, key(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]*T, 0, len(ids))
+	for _, c := range cmds {
+		raw, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var x T
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return nil, err
+		}
+		out = append(out, &x)
+	}
+	return out, nil
+}

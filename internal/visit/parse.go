@@ -1,0 +1,221 @@
+package visit
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Verb is what an SMS asks for.
+type Verb string
+
+// The verbs of the SMS language (SPEC §5).
+const (
+	VerbUnknown Verb = "unknown"
+	VerbVisit   Verb = "visit"
+	VerbNext    Verb = "next"
+	VerbIn      Verb = "in"
+	VerbExtend  Verb = "extend"
+	VerbPanic   Verb = "panic"
+	VerbAbort   Verb = "abort"
+	VerbStatus  Verb = "status"
+	VerbAck     Verb = "ack"
+	VerbResolve Verb = "resolve"
+)
+
+// Command is one parsed SMS (or an API call expressed in the same words).
+type Command struct {
+	Verb        Verb
+	Duration    time.Duration // 0 when none was given
+	Destination string
+	// Code is the word after a check-in (a possible duress code) or after ACK.
+	Code   string
+	Reason string // ABORT reason, RESOLVE note
+	// Problem says why a known verb could not be understood ("EXTEND needs a time").
+	Problem string
+}
+
+var (
+	trailing = regexp.MustCompile(`[\s.!?,;:]+$`)
+	// codeRE is an alert's ACK code: short and numeric (IDs.Code).
+	codeRE = regexp.MustCompile(`^\d{1,8}$`)
+	// 45, 45m, 45min, 1h, 1h30, 1h30m, 90min, 30s, 2hrs, 1hr 30
+	durRE = regexp.MustCompile(`^(?:(\d{1,3})\s*(?:h|hr|hrs|hour|hours))?\s*(?:(\d{1,4})\s*(?:m|min|mins|minute|minutes)?)?$`)
+	secRE = regexp.MustCompile(`^(\d{1,4})\s*(?:s|sec|secs|second|seconds)$`)
+)
+
+// checkinWords are the words that close a visit as safe. The misspellings are the
+// ones people type on a phone keyboard in a hurry.
+var checkinWords = map[string]bool{
+	"IN": true, "CHECKIN": true, "CHECK-IN": true, "CHEKIN": true, "CHECKEDIN": true,
+	"SAFE": true, "OK": true, "OKAY": true, "DONE": true, "BACK": true,
+}
+
+// ParseDuration reads a duration as officers write it: 45 (minutes), 45m, 1h,
+// 1h30, 90min, 30s. It reports false for anything else, including zero.
+func ParseDuration(s string) (time.Duration, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return 0, false
+	}
+	if m := secRE.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return positive(time.Duration(n) * time.Second)
+	}
+	m := durRE.FindStringSubmatch(s)
+	if m == nil || (m[1] == "" && m[2] == "") {
+		return 0, false
+	}
+	var d time.Duration
+	if m[1] != "" {
+		h, _ := strconv.Atoi(m[1])
+		d += time.Duration(h) * time.Hour
+	}
+	if m[2] != "" {
+		n, _ := strconv.Atoi(m[2])
+		d += time.Duration(n) * time.Minute
+	}
+	return positive(d)
+}
+
+func positive(d time.Duration) (time.Duration, bool) { return d, d > 0 }
+
+// Parse reads one SMS. Case, extra spaces and trailing punctuation do not matter.
+// It never fails: text it does not understand is VerbUnknown.
+func Parse(text string) Command {
+	// strings.Fields splits on every Unicode space (tabs, newlines, the no-break
+	// spaces phones insert), so no word is blank and no space survives inside one.
+	s := strings.Join(strings.Fields(text), " ")
+	s = trailing.ReplaceAllString(s, "")
+	if s == "" {
+		return Command{Verb: VerbUnknown}
+	}
+	words := strings.Split(s, " ")
+	head := strings.ToUpper(words[0])
+	rest := words[1:]
+	// "CHECK IN" and "CHECKED IN" are two words.
+	if (head == "CHECK" || head == "CHECKED") && len(rest) > 0 && strings.EqualFold(rest[0], "in") {
+		head, rest = "CHECKIN", rest[1:]
+	}
+	switch {
+	case checkinWords[head]:
+		c := Command{Verb: VerbIn}
+		if len(rest) > 0 {
+			c.Code = rest[0]
+		}
+		return c
+	case head == "VISIT" || head == "NEXT" || head == "OUT":
+		verb := VerbVisit
+		if head == "NEXT" {
+			verb = VerbNext
+		}
+		return parseTrip(verb, rest)
+	case head == "EXTEND" || head == "MORE":
+		c := Command{Verb: VerbExtend}
+		d, ok := ParseDuration(strings.Join(rest, " "))
+		if !ok {
+			c.Problem = "EXTEND needs a time, e.g. EXTEND 15 or EXTEND 1h."
+		}
+		c.Duration = d
+		return c
+	case head == "PANIC" || head == "SOS" || head == "999" || head == "HELP":
+		// HELP with more words ("help me") is treated as PANIC too: a person in danger
+		// may type it, and a false alarm costs far less than a missed one.
+		return Command{Verb: VerbPanic}
+	case head == "ABORT" || head == "CANCEL":
+		// A bare CANCEL is a Twilio opt-out word; with a reason it is ours.
+		if len(rest) == 0 {
+			if head == "ABORT" {
+				return Command{Verb: VerbAbort, Problem: "ABORT needs a reason, e.g. ABORT dog loose."}
+			}
+			return Command{Verb: VerbUnknown}
+		}
+		return Command{Verb: VerbAbort, Reason: strings.Join(rest, " ")}
+	case head == "STATUS" || head == "?":
+		return Command{Verb: VerbStatus}
+	case head == "ACK" || head == "ACCEPT":
+		// Only a number is a code: "ACK thanks" takes the only open alert rather than
+		// looking for an alert called "thanks".
+		c := Command{Verb: VerbAck}
+		if len(rest) > 0 && codeRE.MatchString(rest[0]) {
+			c.Code = rest[0]
+		}
+		return c
+	case head == "RESOLVE" || head == "RESOLVED":
+		// "RESOLVE 123 found at home" or, with one alert open, "RESOLVE found at home".
+		c := Command{Verb: VerbResolve}
+		if len(rest) > 0 && codeRE.MatchString(rest[0]) {
+			c.Code, rest = rest[0], rest[1:]
+		}
+		c.Reason = strings.Join(rest, " ")
+		return c
+	}
+	return Command{Verb: VerbUnknown}
+}
+
+// parseTrip reads "<duration> <destination>" or "<destination> <duration>".
+// A duration with a unit ("45m", "1h 30") is strong and a bare number ("45") weak:
+// the canonical form puts the duration first, so a weak duration in front wins over
+// one behind, but a strong one behind wins over a weak one in front
+// ("VISIT 14 Elm Road 45m" is 45 minutes at 14 Elm Road).
+func parseTrip(verb Verb, rest []string) Command {
+	c := Command{Verb: verb}
+	name := strings.ToUpper(string(verb))
+	if len(rest) == 0 {
+		c.Problem = name + " needs a time and a place, e.g. " + name + " 45 14 Elm Road."
+		return c
+	}
+	pd, pn, pStrong := leadingDuration(rest)
+	sd, sn, sStrong := trailingDuration(rest)
+	switch {
+	case pn > 0 && len(rest) > pn && (pStrong || !sStrong || sn == 0):
+		c.Duration, c.Destination = pd, strings.Join(rest[pn:], " ")
+	case sn > 0 && len(rest) > sn:
+		c.Duration, c.Destination = sd, strings.Join(rest[:len(rest)-sn], " ")
+	case pn > 0 && len(rest) == pn:
+		c.Duration = pd
+		c.Problem = name + " needs a place, e.g. " + name + " 45 14 Elm Road."
+	default:
+		// No duration: the place alone, due after the default duration.
+		c.Destination = strings.Join(rest, " ")
+	}
+	return c
+}
+
+var (
+	hourWord = regexp.MustCompile(`^(?i)\d{1,3}(h|hr|hrs|hour|hours)$`)
+	minWord  = regexp.MustCompile(`^(?i)\d{1,4}(m|min|mins|minute|minutes)?$`)
+	unitWord = regexp.MustCompile(`(?i)[a-z]$`)
+)
+
+// leadingDuration finds a duration in the first one or two words ("1h 30m").
+// In front of a place, a bare number after the hours is the house number, as in the
+// canonical "VISIT 45 14 Elm Road": "VISIT 1h 14 Elm Road" is an hour at 14 Elm Road,
+// not 1h14 at Elm Road (an address without its number is the worse mistake).
+func leadingDuration(w []string) (d time.Duration, n int, strong bool) {
+	if len(w) >= 2 && hourWord.MatchString(w[0]) && minWord.MatchString(w[1]) &&
+		(len(w) == 2 || unitWord.MatchString(w[1])) {
+		if d, ok := ParseDuration(w[0] + w[1]); ok {
+			return d, 2, true
+		}
+	}
+	if d, ok := ParseDuration(w[0]); ok {
+		return d, 1, unitWord.MatchString(w[0])
+	}
+	return 0, 0, false
+}
+
+// trailingDuration finds a duration in the last one or two words.
+func trailingDuration(w []string) (d time.Duration, n int, strong bool) {
+	l := len(w)
+	if l >= 2 && hourWord.MatchString(w[l-2]) && minWord.MatchString(w[l-1]) {
+		if d, ok := ParseDuration(w[l-2] + w[l-1]); ok {
+			return d, 2, true
+		}
+	}
+	if d, ok := ParseDuration(w[l-1]); ok {
+		return d, 1, unitWord.MatchString(w[l-1])
+	}
+	return 0, 0, false
+}

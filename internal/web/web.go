@@ -1,0 +1,282 @@
+// Package web is Vigil's HTTP surface: Twilio's webhooks, the office and admin JSON
+// API, and the health and metrics endpoints. routes.go lists all of it.
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/service"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// Service is what the HTTP surface asks of the service layer.
+type Service interface {
+	HandleSMS(ctx context.Context, in service.InboundSMS) (string, error)
+	HandleReceipt(ctx context.Context, r service.Receipt) error
+	CountReply()
+	OpenVisit(ctx context.Context, by string, req service.OpenVisitRequest) (*visit.Visit, error)
+	VisitCommand(ctx context.Context, by, visitID string, cmd visit.Command) (*visit.Visit, error)
+	Visit(ctx context.Context, id string) (*visit.Visit, error)
+	Visits(ctx context.Context, state string) ([]*visit.Visit, error)
+	Alerts(ctx context.Context, state string) ([]*visit.Alert, error)
+	AckAlert(ctx context.Context, by, alertID string) (*visit.Alert, error)
+	ResolveAlert(ctx context.Context, by, alertID, note string) (*visit.Alert, error)
+}
+
+// Roles of API tokens, weakest first.
+const (
+	RoleReadonly = "readonly"
+	RoleOffice   = "office"
+	RoleAdmin    = "admin"
+)
+
+var roleRank = map[string]int{RoleReadonly: 1, RoleOffice: 2, RoleAdmin: 3}
+
+// Token is an API bearer token: its name (who, in the audit trail), role and the
+// SHA-256 of its secret.
+type Token struct {
+	Name   string
+	Role   string
+	SHA256 [32]byte
+}
+
+// HashToken is the SHA-256 of a token's secret.
+func HashToken(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// ParseTokenHash reads a token_sha256 value.
+func ParseTokenHash(h string) ([32]byte, error) {
+	var out [32]byte
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		return out, errors.New("token_sha256 must be 64 hex characters")
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+// Options configure the HTTP surface.
+type Options struct {
+	Service Service
+	Log     *slog.Logger
+	// PublicURL is the base URL Twilio calls; signatures are checked against it.
+	PublicURL string
+	// CheckSignature reports whether sig is Twilio's signature of fullURL and form.
+	// Nil disables the check (twilio.validate_signatures: false).
+	CheckSignature func(fullURL string, form url.Values, sig string) bool
+	// TwiML writes an SMS reply as TwiML ("" for no reply).
+	TwiML   func(body string) string
+	Tokens  []Token
+	Metrics http.Handler
+	// Ready reports why Vigil is not ready (nil when it is).
+	Ready func(ctx context.Context) error
+}
+
+// Server holds the handlers.
+type Server struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New builds the HTTP handler.
+func New(o Options) http.Handler {
+	s := &Server{o: o, log: o.Log.With("component", "web")}
+	return s.routes()
+}
+
+// maxBody bounds request bodies: Twilio's forms and the API's JSON are small.
+const maxBody = 64 << 10
+
+// twilioForm reads a Twilio webhook's form and checks its signature. It writes the
+// error answer itself and reports false when the request must be ignored.
+func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return nil, false
+	}
+	if s.o.CheckSignature != nil {
+		full := s.o.PublicURL + r.URL.RequestURI()
+		if !s.o.CheckSignature(full, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+			s.log.Warn("webhook with a bad or missing Twilio signature refused", "path", r.URL.Path)
+			http.Error(w, "invalid Twilio signature", http.StatusForbidden)
+			return nil, false
+		}
+	}
+	return r.PostForm, true
+}
+
+func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
+	form, ok := s.twilioForm(w, r)
+	if !ok {
+		return
+	}
+	from := strings.TrimSpace(form.Get("From"))
+	if from == "" {
+		http.Error(w, "From is required", http.StatusBadRequest)
+		return
+	}
+	reply, err := s.o.Service.HandleSMS(r.Context(), service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")})
+	if err != nil {
+		// Twilio retries a webhook that fails; the MessageSid makes the retry safe.
+		s.log.Error("inbound SMS failed", "err", err)
+		http.Error(w, "temporary failure", http.StatusInternalServerError)
+		return
+	}
+	if reply != "" {
+		s.o.Service.CountReply()
+	}
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	_, _ = w.Write([]byte(s.o.TwiML(reply)))
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	form, ok := s.twilioForm(w, r)
+	if !ok {
+		return
+	}
+	sid := form.Get("MessageSid")
+	if sid == "" {
+		sid = form.Get("CallSid")
+	}
+	status := form.Get("MessageStatus")
+	if status == "" {
+		status = form.Get("CallStatus")
+	}
+	code := 0
+	if c := form.Get("ErrorCode"); c != "" {
+		for _, ch := range c {
+			if ch < '0' || ch > '9' {
+				code = -1
+				break
+			}
+			code = code*10 + int(ch-'0')
+		}
+	}
+	if sid == "" || status == "" || code < 0 {
+		http.Error(w, "MessageSid and MessageStatus are required", http.StatusBadRequest)
+		return
+	}
+	if err := s.o.Service.HandleReceipt(r.Context(), service.Receipt{SID: sid, Status: status, ErrorCode: code}); err != nil {
+		s.log.Error("status callback failed", "err", err)
+		http.Error(w, "temporary failure", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- JSON API ----
+
+type apiFunc func(w http.ResponseWriter, r *http.Request, who string) (any, int, error)
+
+// api wraps a JSON handler with bearer-token authentication and a minimum role.
+func (s *Server) api(role string, h apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := s.authenticate(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody("a valid bearer token is required"))
+			return
+		}
+		if roleRank[tok.Role] < roleRank[role] {
+			writeJSON(w, http.StatusForbidden, errorBody("role "+tok.Role+" may not do this"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		body, status, err := h(w, r, tok.Name)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+func (s *Server) authenticate(r *http.Request) (Token, bool) {
+	h := r.Header.Get("Authorization")
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || secret == "" {
+		return Token{}, false
+	}
+	sum := HashToken(strings.TrimSpace(secret))
+	var found Token
+	match := 0
+	for _, t := range s.o.Tokens {
+		// Compare every token in constant time so timing says nothing.
+		if subtle.ConstantTimeCompare(sum[:], t.SHA256[:]) == 1 {
+			found, match = t, 1
+		}
+	}
+	return found, match == 1
+}
+
+// apiError is an error with the status to answer it with.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, msg} }
+
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	var ve *visit.Error
+	switch {
+	case errors.As(err, &ae):
+		writeJSON(w, ae.status, errorBody(ae.msg))
+	case errors.As(err, &ve):
+		status := map[visit.ErrorKind]int{visit.Invalid: 400, visit.Conflict: 409, visit.NotFound: 404}[ve.Kind]
+		if status == 0 {
+			status = 400
+		}
+		writeJSON(w, status, errorBody(ve.Msg))
+	default:
+		s.log.Error("API request failed", "err", err)
+		writeJSON(w, http.StatusInternalServerError, errorBody("internal error; nothing may have changed, check before retrying"))
+	}
+}
+
+func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("bad JSON body: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("bad JSON body: more than one value")
+	}
+	return nil
+}
+
+// parseDuration reads an API duration: Go syntax ("45m", "1h30m") or the SMS forms.
+func parseDuration(field, s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	if d, ok := visit.ParseDuration(s); ok {
+		return d, nil
+	}
+	return 0, badRequest(field + ": " + `"` + s + `" is not a duration (e.g. "45m", "1h30m")`)
+}
