@@ -319,3 +319,7 @@ func (a *App) heartbeat(ctx context.Context) error {
 		}
 	}
 }
+
+// Wake makes the scheduler and the dispatcher look for work now (tests that move a
+// fake clock call it; in production commits and pub/sub do).
+func (a *App) Wake() { a.scheduler.Wake(); a.notifier.Wake() }

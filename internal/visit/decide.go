@@ -169,7 +169,10 @@ func (d *decision) queue(m Message) {
 }
 
 // Decide is the one entry point of the domain: it routes an event to the rule that
-// handles it. Timer events name what fell due through st (Visit or Alerts[0]).
+// handles it. Timer events name what fell due through st: a Visit for a visit's
+// timer, Alerts[0] (and no Visit) for an alert's. A scheduler that loads an alert's
+// visit too (for its companions) cannot be told apart from a visit's timer by state
+// alone, and must call VisitTimer or AlertTimer itself.
 func Decide(st State, in Input, now time.Time, p Policy) (Result, error) {
 	switch {
 	case in.Source == SourceTimer && st.Visit != nil:
@@ -196,8 +199,8 @@ func officerCommand(st State, in Input, now time.Time, p Policy) (Result, error)
 	switch in.Cmd.Verb {
 	case VerbVisit:
 		if st.Visit.Open() {
-			return Result{}, refuse(Conflict, "You already have a visit open to %s, due %s. Text IN first, or NEXT 30 <place> to check in and start the next.",
-				clip(st.Visit.Destination, 40), d.w.at(st.Visit.DueAt))
+			return Result{}, refuse(Conflict, "%s", fit("You already have a visit open to ", st.Visit.Destination,
+				fmt.Sprintf(", due %s. Text IN first, or NEXT 30 <place> to check in and start the next.", d.w.at(st.Visit.DueAt))))
 		}
 		v, err := d.openVisit(in)
 		if err != nil {

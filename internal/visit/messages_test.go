@@ -221,6 +221,8 @@ func TestMessageRules(t *testing.T) {
 		{"short destination", "14 Elm Road"},
 		// The longest destination allowed, full of two-septet and non-GSM characters.
 		{"long destination", longDestination},
+		// The longest destination, all two-septet characters.
+		{"extension characters", strings.Repeat("[", 200)},
 		// A destination that carries the pupil reference.
 		{"pupil in destination", "14 Elm Road (" + strings.ToLower(pupilRef) + ")"},
 	}

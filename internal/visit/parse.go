@@ -81,6 +81,11 @@ func ParseDuration(s string) (time.Duration, bool) {
 
 func positive(d time.Duration) (time.Duration, bool) { return d, d > 0 }
 
+// bare is a word without the punctuation typed after it.
+func bare(w string) string { return strings.TrimRight(w, punctuation) }
+
+const punctuation = ".!?,;:"
+
 // Parse reads one SMS. Case, extra spaces and trailing punctuation do not matter.
 // It never fails: text it does not understand is VerbUnknown.
 func Parse(text string) Command {
@@ -92,17 +97,19 @@ func Parse(text string) Command {
 		return Command{Verb: VerbUnknown}
 	}
 	words := strings.Split(s, " ")
-	head := strings.ToUpper(words[0])
+	// Punctuation after a word does not matter either: "OK, back at the car" is a
+	// check-in and "IN 4321, thanks" carries the duress code.
+	head := strings.ToUpper(bare(words[0]))
 	rest := words[1:]
 	// "CHECK IN" and "CHECKED IN" are two words.
-	if (head == "CHECK" || head == "CHECKED") && len(rest) > 0 && strings.EqualFold(rest[0], "in") {
+	if (head == "CHECK" || head == "CHECKED") && len(rest) > 0 && strings.EqualFold(bare(rest[0]), "in") {
 		head, rest = "CHECKIN", rest[1:]
 	}
 	switch {
 	case checkinWords[head]:
 		c := Command{Verb: VerbIn}
 		if len(rest) > 0 {
-			c.Code = rest[0]
+			c.Code = bare(rest[0])
 		}
 		return c
 	case head == "VISIT" || head == "NEXT" || head == "OUT":
@@ -138,15 +145,15 @@ func Parse(text string) Command {
 		// Only a number is a code: "ACK thanks" takes the only open alert rather than
 		// looking for an alert called "thanks".
 		c := Command{Verb: VerbAck}
-		if len(rest) > 0 && codeRE.MatchString(rest[0]) {
-			c.Code = rest[0]
+		if len(rest) > 0 && codeRE.MatchString(bare(rest[0])) {
+			c.Code = bare(rest[0])
 		}
 		return c
 	case head == "RESOLVE" || head == "RESOLVED":
 		// "RESOLVE 123 found at home" or, with one alert open, "RESOLVE found at home".
 		c := Command{Verb: VerbResolve}
-		if len(rest) > 0 && codeRE.MatchString(rest[0]) {
-			c.Code, rest = rest[0], rest[1:]
+		if len(rest) > 0 && codeRE.MatchString(bare(rest[0])) {
+			c.Code, rest = bare(rest[0]), rest[1:]
 		}
 		c.Reason = strings.Join(rest, " ")
 		return c
@@ -168,12 +175,13 @@ func parseTrip(verb Verb, rest []string) Command {
 	}
 	pd, pn, pStrong := leadingDuration(rest)
 	sd, sn, sStrong := trailingDuration(rest)
+	place := func(w []string) string { return strings.TrimRight(strings.Join(w, " "), " "+punctuation) }
 	switch {
-	case pn > 0 && len(rest) > pn && (pStrong || !sStrong || sn == 0):
-		c.Duration, c.Destination = pd, strings.Join(rest[pn:], " ")
-	case sn > 0 && len(rest) > sn:
-		c.Duration, c.Destination = sd, strings.Join(rest[:len(rest)-sn], " ")
-	case pn > 0 && len(rest) == pn:
+	case pn > 0 && len(rest) > pn && (pStrong || !sStrong || sn == 0) && place(rest[pn:]) != "":
+		c.Duration, c.Destination = pd, place(rest[pn:])
+	case sn > 0 && len(rest) > sn && place(rest[:len(rest)-sn]) != "":
+		c.Duration, c.Destination = sd, place(rest[:len(rest)-sn])
+	case pn > 0:
 		c.Duration = pd
 		c.Problem = name + " needs a place, e.g. " + name + " 45 14 Elm Road."
 	default:
@@ -194,14 +202,15 @@ var (
 // canonical "VISIT 45 14 Elm Road": "VISIT 1h 14 Elm Road" is an hour at 14 Elm Road,
 // not 1h14 at Elm Road (an address without its number is the worse mistake).
 func leadingDuration(w []string) (d time.Duration, n int, strong bool) {
-	if len(w) >= 2 && hourWord.MatchString(w[0]) && minWord.MatchString(w[1]) &&
-		(len(w) == 2 || unitWord.MatchString(w[1])) {
-		if d, ok := ParseDuration(w[0] + w[1]); ok {
+	w0 := bare(w[0])
+	if len(w) >= 2 && hourWord.MatchString(w0) && minWord.MatchString(bare(w[1])) &&
+		(len(w) == 2 || unitWord.MatchString(bare(w[1]))) {
+		if d, ok := ParseDuration(w0 + bare(w[1])); ok {
 			return d, 2, true
 		}
 	}
-	if d, ok := ParseDuration(w[0]); ok {
-		return d, 1, unitWord.MatchString(w[0])
+	if d, ok := ParseDuration(w0); ok {
+		return d, 1, unitWord.MatchString(w0)
 	}
 	return 0, 0, false
 }
@@ -209,13 +218,14 @@ func leadingDuration(w []string) (d time.Duration, n int, strong bool) {
 // trailingDuration finds a duration in the last one or two words.
 func trailingDuration(w []string) (d time.Duration, n int, strong bool) {
 	l := len(w)
-	if l >= 2 && hourWord.MatchString(w[l-2]) && minWord.MatchString(w[l-1]) {
-		if d, ok := ParseDuration(w[l-2] + w[l-1]); ok {
+	last := bare(w[l-1])
+	if l >= 2 && hourWord.MatchString(bare(w[l-2])) && minWord.MatchString(last) {
+		if d, ok := ParseDuration(bare(w[l-2]) + last); ok {
 			return d, 2, true
 		}
 	}
-	if d, ok := ParseDuration(w[l-1]); ok {
-		return d, 1, unitWord.MatchString(w[l-1])
+	if d, ok := ParseDuration(last); ok {
+		return d, 1, unitWord.MatchString(last)
 	}
 	return 0, 0, false
 }

@@ -45,6 +45,10 @@ func TestParse(t *testing.T) {
 		{"visit nothing", "VISIT", Command{Verb: VerbVisit, Problem: "VISIT needs a time and a place, e.g. VISIT 45 14 Elm Road."}},
 		// Trailing punctuation alone leaves nothing for a place.
 		{"visit time and punctuation", "VISIT 1h 30 ...", Command{Verb: VerbVisit, Duration: 90 * time.Minute, Problem: "VISIT needs a place, e.g. VISIT 45 14 Elm Road."}},
+		// A comma after the duration in front.
+		{"visit comma in front", "VISIT 45, 14 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
+		// A comma before the duration behind.
+		{"visit comma behind", "VISIT 14 Elm Road, 45m", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
 		// NEXT reads like VISIT.
 		{"next", "NEXT 30 22 Oak Lane", Command{Verb: VerbNext, Duration: 30 * time.Minute, Destination: "22 Oak Lane"}},
 		// NEXT with the duration behind.
@@ -77,6 +81,12 @@ func TestParse(t *testing.T) {
 		{"check in with code", "check in 4321.", Command{Verb: VerbIn, Code: "4321"}},
 		// SAFE with a code.
 		{"safe with code", "safe 4321", Command{Verb: VerbIn, Code: "4321"}},
+		// Punctuation after the check-in word.
+		{"ok comma", "OK, back at the car", Command{Verb: VerbIn, Code: "back"}},
+		// Punctuation after the duress code still carries it.
+		{"code comma", "In 4321, thanks", Command{Verb: VerbIn, Code: "4321"}},
+		// Punctuation after CHECK IN.
+		{"check in comma", "check in, 4321", Command{Verb: VerbIn, Code: "4321"}},
 		// EXTEND in minutes.
 		{"extend", "EXTEND 15", Command{Verb: VerbExtend, Duration: 15 * time.Minute}},
 		// MORE is an alias, with hours and minutes apart.
@@ -115,6 +125,8 @@ func TestParse(t *testing.T) {
 		{"ack", "ACK", Command{Verb: VerbAck}},
 		// ACK with a code.
 		{"ack code", "ack 123", Command{Verb: VerbAck, Code: "123"}},
+		// ACK with a code and words after it.
+		{"ack code comma", "ACK 123, on it", Command{Verb: VerbAck, Code: "123"}},
 		// ACK with a word that is not a code takes the only alert.
 		{"ack word", "ACK thanks", Command{Verb: VerbAck}},
 		// RESOLVE with a code and a note.
