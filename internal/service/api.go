@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/vigil-safety/vigil/internal/store"
@@ -57,6 +58,19 @@ func (s *Service) OpenVisit(ctx context.Context, by string, req OpenVisitRequest
 		if err != nil {
 			return store.Change{}, err
 		}
+		if st.Visit.Open() {
+			return store.Change{}, &visit.Error{Kind: visit.Conflict, Msg: fmt.Sprintf("officer %s already has open visit %s to %s, due %s",
+				o.ID, st.Visit.ID, st.Visit.Destination, st.Visit.DueAt.In(loc).Format(time.RFC3339))}
+		}
+		for _, c := range req.Companions {
+			cst, err := sn.OfficerState(ctx, c)
+			if err != nil {
+				return store.Change{}, err
+			}
+			if cst.OpenVisit != "" {
+				return store.Change{}, &visit.Error{Kind: visit.Conflict, Msg: "companion " + c + " already has an open visit (" + cst.OpenVisit + ")"}
+			}
+		}
 		in := visit.Input{
 			Cmd:    visit.Command{Verb: visit.VerbVisit, Duration: req.Duration, Destination: req.Destination},
 			Source: visit.SourceAPI, By: by, IDs: s.newIDs(now),
@@ -71,7 +85,7 @@ func (s *Service) OpenVisit(ctx context.Context, by string, req OpenVisitRequest
 				opened = v
 			}
 		}
-		return s.change(r, now, map[string]visit.OfficerState{o.ID: ost}), nil
+		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 	})
 	return opened, err
 }
@@ -119,7 +133,7 @@ func (s *Service) VisitCommand(ctx context.Context, by, visitID string, cmd visi
 				out = x
 			}
 		}
-		return s.change(r, now, map[string]visit.OfficerState{o.ID: ost}), nil
+		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 	})
 	return out, err
 }
@@ -189,7 +203,7 @@ func (s *Service) alertCommand(ctx context.Context, alertID string, decide func(
 				out = x
 			}
 		}
-		return s.change(r, now, map[string]visit.OfficerState{o.ID: ost}), nil
+		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 	})
 	return out, err
 }

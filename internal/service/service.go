@@ -112,9 +112,25 @@ func (s *Service) observe(ch store.Change) {
 }
 
 // change turns a decision into what the store writes: the entities, the timers
-// derived from their new state, and the officers' states.
-func (s *Service) change(r visit.Result, now time.Time, states map[string]visit.OfficerState) store.Change {
+// derived from their new state, and the officers' states — the states given, and
+// those of every companion of a visit the decision changed, read through sn.
+func (s *Service) change(ctx context.Context, sn *store.Snapshot, r visit.Result, now time.Time, states map[string]visit.OfficerState) (store.Change, error) {
 	ch := store.Change{Result: r, Timers: map[string]time.Time{}, OfficerStates: map[string]visit.OfficerState{}, Now: now}
+	if states == nil {
+		states = map[string]visit.OfficerState{}
+	}
+	for _, v := range r.Visits {
+		for _, id := range append([]string{v.Officer}, v.Companions...) {
+			if _, ok := states[id]; ok {
+				continue
+			}
+			st, err := sn.OfficerState(ctx, id)
+			if err != nil {
+				return ch, err
+			}
+			states[id] = st
+		}
+	}
 	for _, v := range r.Visits {
 		ch.Timers[store.VisitTimer(v.ID)] = s.policy.VisitWake(v)
 	}
@@ -124,7 +140,7 @@ func (s *Service) change(r visit.Result, now time.Time, states map[string]visit.
 	for id, st := range states {
 		ch.OfficerStates[id] = st.Apply(id, r)
 	}
-	return ch
+	return ch, nil
 }
 
 // newIDs makes fresh identifiers for whatever an event may create.

@@ -117,7 +117,10 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		}
 		// The officer's state always records the last text, which alerts quote.
 		ost.LastText = in.Body
-		ch := s.change(r, now, map[string]visit.OfficerState{o.ID: ost})
+		ch, err := s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
+		if err != nil {
+			return store.Change{}, err
+		}
 		ch.InboundSID, ch.InboundReply = in.SID, reply
 		return ch, nil
 	})
@@ -134,7 +137,12 @@ func (s *Service) loadOfficer(ctx context.Context, sn *store.Snapshot, sc *visit
 	if err != nil {
 		return visit.State{}, ost, err
 	}
-	alerts, err := sn.Alerts(ctx, ost.Alerts)
+	ids := ost.Alerts
+	if v != nil && v.AlertID != "" && !slices.Contains(ids, v.AlertID) {
+		// A companion's state does not list the alert of the visit they share.
+		ids = append(slices.Clone(ids), v.AlertID)
+	}
+	alerts, err := sn.Alerts(ctx, ids)
 	if err != nil {
 		return visit.State{}, ost, err
 	}
@@ -210,7 +218,10 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		} else if derr != nil {
 			return store.Change{}, derr
 		}
-		ch := s.change(r, now, nil)
+		ch, err := s.change(ctx, sn, r, now, nil)
+		if err != nil {
+			return store.Change{}, err
+		}
 		ch.InboundSID, ch.InboundReply = in.SID, reply
 		return ch, nil
 	})

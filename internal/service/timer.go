@@ -93,7 +93,10 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 		if len(r.Visits) > 0 || len(r.Alerts) > 0 {
 			states[o.ID] = ost
 		}
-		ch := s.change(r, now, states)
+		ch, err := s.change(ctx, sn, r, now, states)
+		if err != nil {
+			return store.Change{}, err
+		}
 		// Whatever was decided, the claimed timer ends at the entity's next wake (a
 		// stale timer is moved to it, or removed when there is none).
 		if _, set := ch.Timers[due.Member]; !set {

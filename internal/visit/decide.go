@@ -897,11 +897,12 @@ func redact(s, ref string) string {
 	return regexp.MustCompile("(?i)"+regexp.QuoteMeta(ref)).ReplaceAllLiteralString(s, "***")
 }
 
-// Apply returns the officer's state after r.
+// Apply returns the officer's state after r. A companion on a visit has it as
+// their open visit too, so either may check it in.
 func (s OfficerState) Apply(officer string, r Result) OfficerState {
 	s.Alerts = slices.Clone(s.Alerts)
 	for _, v := range r.Visits {
-		if v.Officer != officer {
+		if v.Officer != officer && !slices.Contains(v.Companions, officer) {
 			continue
 		}
 		switch {
