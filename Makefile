@@ -42,3 +42,29 @@ sms:
 clean:
 	rm -rf bin/
 	rm -f coverage.out coverage.html *.test *.out
+
+# deploy-check: promtool's checks of deploy/prometheus (config, alert rules and
+# their unit tests). `make test` runs it first. Without promtool on a developer
+# machine it says so loudly and skips only these checks; with CI set, a missing
+# promtool fails (.ci/run installs it: Debian's prometheus package).
+PROMTOOL ?= promtool
+
+.PHONY: deploy-check
+deploy-check:
+	@if ! command -v $(PROMTOOL) >/dev/null 2>&1; then \
+		if [ -n "$$CI" ]; then \
+			echo "deploy-check: $(PROMTOOL) not found and CI is set: install it (apt-get install prometheus)" >&2; \
+			exit 1; \
+		fi; \
+		echo "########################################################################"; \
+		echo "# deploy-check: $(PROMTOOL) NOT FOUND: the Prometheus alert rules are NOT checked."; \
+		echo "# Install it (Debian/Ubuntu: apt-get install prometheus) to run these checks."; \
+		echo "########################################################################"; \
+		exit 0; \
+	fi; \
+	set -e; \
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml; \
+	$(PROMTOOL) check rules deploy/prometheus/rules/*.rules.yml; \
+	$(PROMTOOL) test rules deploy/prometheus/rules/*.test.yml
+
+test: deploy-check

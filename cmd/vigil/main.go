@@ -56,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkConfig(args[1:], stdout, stderr)
 	case "sms":
 		return sendSMS(args[1:], stdout, stderr)
+	case "user":
+		return userCmd(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "vigil", version)
 		return exitOK

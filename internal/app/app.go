@@ -118,9 +118,27 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 
 	poll := o.Poll
+	publicURL := cfg.PublicURL
 	a.notifier = notify.New(notify.Options{
 		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll,
 		Metrics: notify.NewMetrics(a.registry, svcMetrics.Notifications),
+		CallTwiML: func(m visit.Message) string {
+			if m.Kind != visit.KindAlert {
+				return sms.SayTwiML(m.Body)
+			}
+			q := url.Values{"school": {m.School}, "alert": {m.AlertID}, "to": {m.To}}
+			return sms.VoiceAlertTwiML(m.Body, publicURL+"/twilio/voice/gather?"+q.Encode())
+		},
+		OnSent: func(ctx context.Context, sid string) {
+			if err := a.service.ReplayReceipt(ctx, sid); err != nil {
+				o.Log.Error("replaying an early delivery receipt failed", "sid", sid, "err", err)
+			}
+		},
+		OnFailure: func(ctx context.Context, f notify.Failure) {
+			if err := a.service.HandleDeliveryFailure(ctx, f.School, f.Message, f.Code, f.Reason); err != nil {
+				o.Log.Error("re-routing a failed message failed", "msg", f.Message.ID, "err", err)
+			}
+		},
 	})
 	var sched *scheduler.Scheduler
 	a.service = service.New(service.Options{
@@ -139,7 +157,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	webOpts := web.Options{
-		Service: a.service, Log: o.Log, PublicURL: cfg.PublicURL, TwiML: sms.MessageTwiML, Tokens: tokens,
+		Service: a.service, Log: o.Log, PublicURL: cfg.PublicURL, TwiML: sms.MessageTwiML, SayTwiML: sms.SayTwiML, Tokens: tokens,
 		Metrics: promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}), Ready: a.Ready,
 	}
 	if cfg.Twilio.ValidateSignatures {

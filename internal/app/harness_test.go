@@ -306,3 +306,28 @@ func (e *env) settled(d *daemon) bool {
 	}
 	return true
 }
+
+// newEnvWith is newEnv with the test configuration changed by edit, which gets the
+// YAML and returns it: for a test that needs another token, list or level.
+func newEnvWith(t *testing.T, edit func(yaml string) string) *env {
+	t.Helper()
+	e := newEnv(t)
+	b, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.cfg, []byte(edit(string(b))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// replaceOnce replaces old with new in s, failing the test when old is not there
+// (a configuration edit that silently did nothing would make a test prove nothing).
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if !strings.Contains(s, old) {
+		t.Fatalf("test config has no %q", old)
+	}
+	return strings.Replace(s, old, new, 1)
+}

@@ -19,9 +19,19 @@ import (
 	"github.com/vigil-safety/vigil/internal/visit"
 )
 
-// Sender sends one SMS (sms.Client, or sms.Console without credentials).
+// Sender sends SMS and places calls (sms.Client, or sms.Console without
+// credentials).
 type Sender interface {
 	SendSMS(ctx context.Context, m sms.Outbound) (sid string, err error)
+	PlaceCall(ctx context.Context, c sms.Call) (sid string, err error)
+}
+
+// Failure is a message that could not be sent, for the service to re-route.
+type Failure struct {
+	School  string
+	Message visit.Message
+	Code    int    // Twilio's error code, 0 when none
+	Reason  string // short label (sms.Error.Reason)
 }
 
 // Store is what the dispatcher needs of the store.
@@ -71,6 +81,14 @@ type Options struct {
 	Workers int
 	// MaxAttempts bounds retries of a message whose sends fail transiently.
 	MaxAttempts int
+	// CallTwiML writes the TwiML of a voice message.
+	CallTwiML func(m visit.Message) string
+	// OnFailure is told of every message that failed for good, after it is
+	// recorded, so the service can re-route it. It must not block for long.
+	OnFailure func(ctx context.Context, f Failure)
+	// OnSent is told of every send once it is recorded under its Twilio SID (a
+	// delivery receipt that came first is handled then).
+	OnSent func(ctx context.Context, sid string)
 }
 
 // Dispatcher is the outbox loop.
@@ -95,6 +113,9 @@ func New(o Options) *Dispatcher {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 10
+	}
+	if o.CallTwiML == nil {
+		o.CallTwiML = func(m visit.Message) string { return sms.SayTwiML(m.Body) }
 	}
 	o.Log = o.Log.With("component", "notify")
 	return &Dispatcher{o: o, wake: make(chan struct{}, 1)}
@@ -180,7 +201,7 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	if o.State == "sending" && o.Attempts >= 2 {
 		// Two sends began and neither was recorded: each may have reached Twilio.
 		// One re-send after a crash is the most Vigil allows itself.
-		d.fail(ctx, log, o, "uncertain", "gave up: earlier sends may have gone out")
+		d.fail(ctx, log, o, 0, "uncertain", "gave up: earlier sends may have gone out")
 		return
 	}
 	if err := d.o.Store.RecordAttempt(ctx, o, now); err != nil {
@@ -188,13 +209,21 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 		return
 	}
 	start := time.Now()
-	sid, err := d.o.Sender.SendSMS(ctx, sms.Outbound{To: o.Msg.To, Body: o.Msg.Body, ValidityPeriod: o.Msg.Validity})
+	var sid string
+	var err error
+	if o.Msg.Channel == visit.ChannelCall {
+		sid, err = d.o.Sender.PlaceCall(ctx, sms.Call{To: o.Msg.To, TwiML: d.o.CallTwiML(o.Msg)})
+	} else {
+		sid, err = d.o.Sender.SendSMS(ctx, sms.Outbound{To: o.Msg.To, Body: o.Msg.Body, ValidityPeriod: o.Msg.Validity})
+	}
 	if d.o.Metrics != nil {
 		d.o.Metrics.SendSeconds.Observe(time.Since(start).Seconds())
 	}
 	if err == nil {
 		if err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now()); err != nil {
 			d.lost(log, err)
+		} else if d.o.OnSent != nil {
+			d.o.OnSent(ctx, sid)
 		}
 		d.count(o.Msg, "sent")
 		return
@@ -209,7 +238,11 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 		reason = se.Reason()
 	}
 	if !retryable || o.Attempts+1 >= d.o.MaxAttempts {
-		d.fail(ctx, log, o, reason, err.Error())
+		code := 0
+		if se != nil {
+			code = se.Code
+		}
+		d.fail(ctx, log, o, code, reason, err.Error())
 		return
 	}
 	at := d.o.Now().Add(backoff(o.Attempts))
@@ -219,12 +252,18 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	}
 }
 
-func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, o store.Outgoing, reason, detail string) {
-	log.Error("send failed for good", "reason", reason, "err", detail)
+// fail records a message as failed for good and hands it to OnFailure, which
+// re-routes it (a call instead of an SMS, the next level after a failed call).
+func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, o store.Outgoing, code int, reason, detail string) {
+	log.Error("send failed for good", "reason", reason, "code", code, "err", detail)
 	if err := d.o.Store.RecordFailed(ctx, o, reason); err != nil {
 		d.lost(log, err)
+		return // another replica holds the message and decides
 	}
 	d.count(o.Msg, "failed")
+	if d.o.OnFailure != nil {
+		d.o.OnFailure(ctx, Failure{School: o.School, Message: o.Msg, Code: code, Reason: reason})
+	}
 }
 
 func (d *Dispatcher) lost(log *slog.Logger, err error) {

@@ -11,6 +11,8 @@ type Metrics struct {
 	// Notifications is shared with the dispatcher, which counts sends; the service
 	// counts replies and delivery receipts.
 	Notifications *prometheus.CounterVec
+	// DeliveryFailures counts messages that failed for good, by Twilio error code.
+	DeliveryFailures *prometheus.CounterVec
 }
 
 // NewMetrics registers the service's metrics with reg.
@@ -34,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Notifications by channel (sms, call), kind (reminder, alert, all_clear, notice, reply) and result (sent, failed, delivered, undelivered).",
 		}, []string{"channel", "kind", "result"}),
 	}
-	reg.MustRegister(m.VisitsTotal, m.AlertsTotal, m.AckSeconds, m.InboundSMS, m.Notifications)
+	m.DeliveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_delivery_failures_total",
+		Help: "Messages and calls that failed for good (refused, undelivered, unanswered), by channel, kind and Twilio error code (0: none).",
+	}, []string{"channel", "kind", "code"})
+	reg.MustRegister(m.VisitsTotal, m.AlertsTotal, m.AckSeconds, m.InboundSMS, m.Notifications, m.DeliveryFailures)
 	return m
 }

@@ -117,6 +117,9 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		}
 		// The officer's state always records the last text, which alerts quote.
 		ost.LastText = in.Body
+		if isOptIn(in.Body) {
+			ost.OptedOut = false // START: Twilio delivers SMS to the phone again
+		}
 		ch, err := s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 		if err != nil {
 			return store.Change{}, err
@@ -146,7 +149,7 @@ func (s *Service) loadOfficer(ctx context.Context, sn *store.Snapshot, sc *visit
 	if err != nil {
 		return visit.State{}, ost, err
 	}
-	st := visit.State{School: sc, Loc: loc, Officer: o, Visit: v, Alerts: alerts, LastText: ost.LastText}
+	st := visit.State{School: sc, Loc: loc, Officer: o, Visit: v, Alerts: alerts, LastText: ost.LastText, OptedOut: ost.OptedOut}
 	if v == nil && ost.LastVisit != "" {
 		if st.LastVisit, err = sn.Visit(ctx, ost.LastVisit); err != nil {
 			return visit.State{}, ost, err
@@ -261,6 +264,18 @@ type Receipt struct {
 func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	school, msg, _, err := s.st.MessageBySID(ctx, r.SID)
 	if errors.Is(err, store.ErrNotFound) {
+		// Twilio may report before the dispatcher has recorded the send (or the
+		// message was a TwiML reply, which Vigil does not track): keep it a while;
+		// ReplayReceipt picks it up when the send is recorded.
+		if err := s.st.KeepPendingReceipt(ctx, r.SID, r.Status, r.ErrorCode); err != nil {
+			return err
+		}
+		// The send may have been recorded between the look-up and keeping the
+		// receipt, after the dispatcher looked for it: look once more. Whoever
+		// takes the kept receipt first handles it.
+		if _, _, _, err := s.st.MessageBySID(ctx, r.SID); err == nil {
+			return s.ReplayReceipt(ctx, r.SID)
+		}
 		return nil
 	}
 	if err != nil {
@@ -270,15 +285,31 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if err != nil || !changed {
 		return err
 	}
-	if s.metrics != nil && (r.Status == "delivered" || r.Status == "undelivered" || r.Status == "failed") {
-		result := r.Status
-		if result == "failed" {
-			result = "undelivered"
+	if s.metrics != nil {
+		switch {
+		case r.Status == "delivered" || (msg.Channel == visit.ChannelCall && r.Status == "completed"):
+			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "delivered").Inc()
+		case r.Status == "undelivered" || r.Status == "failed" || failedCall[r.Status]:
+			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "undelivered").Inc()
 		}
-		s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, result).Inc()
 	}
-	if r.Status == "undelivered" || r.Status == "failed" {
-		s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "to", maskPhone(msg.To), "error_code", r.ErrorCode)
+	failed := r.Status == "undelivered" || r.Status == "failed"
+	if msg.Channel == visit.ChannelCall {
+		failed = failedCall[r.Status]
 	}
-	return nil
+	if !failed {
+		return nil
+	}
+	s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
+	return s.HandleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status)
+}
+
+// ReplayReceipt handles a receipt that arrived before its send was recorded, once
+// the dispatcher has recorded it under sid.
+func (s *Service) ReplayReceipt(ctx context.Context, sid string) error {
+	status, code, ok, err := s.st.TakePendingReceipt(ctx, sid)
+	if err != nil || !ok {
+		return err
+	}
+	return s.HandleReceipt(ctx, Receipt{SID: sid, Status: status, ErrorCode: code})
 }

@@ -75,7 +75,7 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 		if ost, err = sn.OfficerState(ctx, o.ID); err != nil {
 			return store.Change{}, err
 		}
-		st.LastText = ost.LastText
+		st.LastText, st.OptedOut = ost.LastText, ost.OptedOut
 		if st.Officers, err = s.officers(ctx, sc.ID, st.Visit, st.Alerts); err != nil {
 			return store.Change{}, err
 		}

@@ -79,3 +79,14 @@ func escape(b *strings.Builder, s string) {
 	// EscapeText only fails when the writer does; a strings.Builder does not.
 	_ = xml.EscapeText(b, []byte(s))
 }
+
+// SayTwiML is TwiML that says text once and hangs up: a reminder call to an
+// officer, or the answer to a keypress.
+func SayTwiML(text string) string {
+	var b strings.Builder
+	b.WriteString(XMLHeader)
+	b.WriteString("\n<Response>\n")
+	say(&b, text)
+	b.WriteString("</Response>\n")
+	return b.String()
+}

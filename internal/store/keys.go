@@ -25,13 +25,14 @@ func (k keys) inbound(s, sid string) string { return k.school(s) + "sms:" + sid 
 func (k keys) audit(s string) string        { return k.school(s) + "audit" }
 
 // Global: the directory and indexes looked up before the school is known.
-func (k keys) schools() string               { return k.prefix + "dir:schools" }
-func (k keys) officers() string              { return k.prefix + "dir:officers" }
-func (k keys) phones() string                { return k.prefix + "dir:phones" }
-func (k keys) unknownReply(ph string) string { return k.prefix + "unknown:" + ph }
-func (k keys) twilioSID(sid string) string   { return k.prefix + "sid:" + sid }
-func (k keys) wake() string                  { return k.prefix + "wake" } // pub/sub channel
-func (k keys) heartbeat() string             { return k.prefix + "heartbeat" }
+func (k keys) schools() string                  { return k.prefix + "dir:schools" }
+func (k keys) officers() string                 { return k.prefix + "dir:officers" }
+func (k keys) phones() string                   { return k.prefix + "dir:phones" }
+func (k keys) unknownReply(ph string) string    { return k.prefix + "unknown:" + ph }
+func (k keys) twilioSID(sid string) string      { return k.prefix + "sid:" + sid }
+func (k keys) pendingReceipt(sid string) string { return k.prefix + "receipt:" + sid }
+func (k keys) wake() string                     { return k.prefix + "wake" } // pub/sub channel
+func (k keys) heartbeat() string                { return k.prefix + "heartbeat" }
 
 // Timer members of a school's timer set.
 func visitTimer(id string) string { return "v:" + id }

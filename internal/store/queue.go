@@ -259,3 +259,35 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 	}
 	return true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code).Err()
 }
+
+// pendingReceiptTTL is how long a receipt that arrived before its send was recorded
+// waits for it.
+const pendingReceiptTTL = time.Hour
+
+// KeepPendingReceipt holds a delivery receipt whose message is not yet known by its
+// SID: Twilio can report a status before the dispatcher has recorded the send.
+func (s *Store) KeepPendingReceipt(ctx context.Context, sid, status string, code int) error {
+	key := s.k.pendingReceipt(sid)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "status", status, "code", code)
+		p.Expire(ctx, key, pendingReceiptTTL)
+		return nil
+	})
+	return err
+}
+
+// TakePendingReceipt returns and forgets a receipt kept for sid (ok false if none).
+func (s *Store) TakePendingReceipt(ctx context.Context, sid string) (status string, code int, ok bool, err error) {
+	key := s.k.pendingReceipt(sid)
+	var h *redis.MapStringStringCmd
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		h = p.HGetAll(ctx, key)
+		p.Del(ctx, key)
+		return nil
+	})
+	if err != nil || len(h.Val()) == 0 {
+		return "", 0, false, err
+	}
+	code, _ = strconv.Atoi(h.Val()["code"])
+	return h.Val()["status"], code, true, nil
+}

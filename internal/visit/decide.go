@@ -33,6 +33,9 @@ type OfficerState struct {
 	Alerts    []string `json:"alerts,omitempty"`
 	LastVisit string   `json:"last_visit,omitempty"`
 	LastText  string   `json:"last_text,omitempty"`
+	// OptedOut is set when Twilio refused an SMS to the officer with 21610 (they
+	// texted STOP): Vigil phones them instead until they text START.
+	OptedOut bool `json:"opted_out,omitempty"`
 }
 
 // State is everything one event may read.
@@ -54,6 +57,8 @@ type State struct {
 	Contact *Contact
 	// LastText is the officer's last SMS (this event's, for an SMS), quoted in alerts.
 	LastText string
+	// OptedOut says the officer's phone no longer takes SMS: reach them by call.
+	OptedOut bool
 }
 
 // Input is one event: a command, who sent it, and the IDs it may use.
@@ -280,6 +285,12 @@ func officerCommand(st State, in Input, now time.Time, p Policy) (Result, error)
 		d.abort(st.Visit, in)
 	case VerbStatus:
 		d.r.Reply = d.w.Status(openOrNil(st.Visit), now)
+	case VerbAck, VerbResolve:
+		// Only a contact takes charge of an alert (the service routes a contact's ACK
+		// elsewhere): an officer's ACK, perhaps mistyped or from a borrowed phone, must
+		// say it did nothing rather than answer with the officer's commands.
+		return Result{}, refuse(Invalid, "%s is for the school's contacts, and this is an officer's phone. Nothing changed.",
+			strings.ToUpper(string(in.Cmd.Verb)))
 	default:
 		d.r.Reply = d.w.Help()
 	}
@@ -561,22 +572,28 @@ func (d *decision) sendTo(a *Alert, rs []Recipient, prio int) {
 	round := len(a.Events) // grows with every event, so each round has its own IDs
 	var to []Recipient
 	seen := map[string]bool{o.Phone: true}
+	repeat := map[string]bool{} // recipients this alert reached before this round
 	for _, r := range rs {
 		if seen[r.Phone] {
 			continue
 		}
 		seen[r.Phone] = true
 		to = append(to, r)
+		repeat[r.Phone] = slices.ContainsFunc(a.Notified, func(x Recipient) bool { return x.Phone == r.Phone })
 		if !slices.ContainsFunc(a.Notified, func(x Recipient) bool { return x.Phone == r.Phone }) {
 			a.Notified = append(a.Notified, r)
 		}
 	}
 	for _, r := range to {
-		d.queue(Message{
+		m := Message{
 			ID: fmt.Sprintf("%s:%d:%s", a.ID, round, r.Phone), Kind: KindAlert, To: r.Phone, Name: r.Name,
 			Body: d.w.Alert(a, o, comp, r.Level, d.now), AlertID: a.ID, VisitID: a.VisitID,
 			Level: r.Level, Priority: prio, Validity: d.p.ValidityPeriod,
-		})
+		}
+		d.queue(m)
+		if d.callsToo(a, r, prio, repeat[r.Phone]) {
+			d.queue(d.callFor(m, a, o))
+		}
 	}
 	d.alertEvent(a, "notified", "vigil", fmt.Sprintf("level %d", a.Level))
 }
@@ -631,8 +648,13 @@ func visitTimer(st State, now time.Time, p Policy, ids IDs) Result {
 		v.RemindedAt = now
 		d.visitEvent(v, "reminded", "vigil", "")
 		for _, o := range d.visitPhones(v) {
-			d.queue(Message{ID: fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), o.Phone), Kind: KindReminder,
-				To: o.Phone, Name: o.Name, Body: d.w.Reminder(v), VisitID: v.ID, Priority: PriorityNormal})
+			m := Message{ID: fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), o.Phone), Kind: KindReminder,
+				To: o.Phone, Name: o.Name, Body: d.w.Reminder(v), VisitID: v.ID, Priority: PriorityNormal}
+			if st.OptedOut && o.ID == st.Officer.ID {
+				// The officer's phone refuses SMS since they texted STOP: phone them.
+				m.Channel, m.ID, m.Body = ChannelCall, m.ID+":call", d.w.SpokenReminder(v)
+			}
+			d.queue(m)
 		}
 	}
 	return d.r
@@ -819,7 +841,7 @@ func (d *decision) ack(a *Alert, who, by string) (Result, error) {
 		if d.st.Contact != nil && r.Phone == d.st.Contact.Phone {
 			continue
 		}
-		d.queue(Message{ID: fmt.Sprintf("%s:ack:%d:%s", a.ID, a.AckedAt.UnixMilli(), r.Phone), Kind: KindAlert,
+		d.queue(Message{ID: fmt.Sprintf("%s:ack:%d:%s", a.ID, a.AckedAt.UnixMilli(), r.Phone), Kind: KindNotice,
 			To: r.Phone, Name: r.Name, Body: note, AlertID: a.ID, VisitID: a.VisitID, Level: r.Level, Priority: PriorityAlert,
 			Validity: d.p.ValidityPeriod})
 	}
@@ -981,7 +1003,7 @@ func clone[T Visit | Alert](p *T) *T {
 	case *Visit:
 		x.Events, x.Companions = slices.Clone(x.Events), slices.Clone(x.Companions)
 	case *Alert:
-		x.Events, x.Notified = slices.Clone(x.Events), slices.Clone(x.Notified)
+		x.Events, x.Notified, x.Unreachable = slices.Clone(x.Events), slices.Clone(x.Notified), slices.Clone(x.Unreachable)
 	}
 	return &c
 }

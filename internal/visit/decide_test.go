@@ -110,6 +110,7 @@ type world struct {
 	states   map[string]OfficerState
 	seq      int
 	sent     []sentMsg
+	calls    []sentMsg // voice calls queued, apart from the SMS in sent
 	ids      map[string]bool
 	// pupilRef is given to every visit an officer opens; replies collects every
 	// reply and refusal the world sent back.
@@ -232,13 +233,22 @@ func (w *world) decide(st State, f func(State) (Result, error)) (Result, error) 
 		}
 		return r, err
 	}
+	// Voice calls are kept apart (w.calls) so the SMS timelines read as before;
+	// delivery_test.go asserts the calls.
+	var texts []Message
 	for _, m := range r.Messages {
 		if w.ids[m.ID] {
 			w.t.Fatalf("message ID %q used twice (the outbox would drop the second)", m.ID)
 		}
 		w.ids[m.ID] = true
+		if m.Channel == ChannelCall {
+			w.calls = append(w.calls, sentMsg{At: w.now, Message: m})
+			continue
+		}
+		texts = append(texts, m)
 		w.sent = append(w.sent, sentMsg{At: w.now, Message: m})
 	}
+	r.Messages = texts
 	for _, v := range r.Visits {
 		w.visits[v.ID] = v
 		if wake := w.p.VisitWake(v); !wake.IsZero() && wake.Before(w.now) {
@@ -442,6 +452,9 @@ func TestOfficerRefusals(t *testing.T) {
 		{"abort nothing", nil, "ABORT dog loose", NotFound, []string{"No open visit"}},
 		// ABORT with no reason.
 		{"abort no reason", []string{"VISIT 45 14 Elm Road"}, "ABORT", Invalid, []string{"reason"}},
+		// ACK and RESOLVE are a contact's words: from an officer they change nothing, and say so.
+		{"ack from officer", []string{"VISIT 45 14 Elm Road"}, "ACK 1234", Invalid, []string{"contacts", "Nothing changed"}},
+		{"resolve from officer", nil, "RESOLVE 1234 found", Invalid, []string{"contacts", "Nothing changed"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

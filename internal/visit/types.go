@@ -187,8 +187,10 @@ type Alert struct {
 	// LastSentAt is when the alert was last sent to the levels reached; repeats are
 	// due repeat_every after it.
 	LastSentAt time.Time `json:"last_sent_at,omitzero"`
-	ResolvedAt time.Time `json:"resolved_at,omitzero"`
-	Resolution string    `json:"resolution,omitempty"`
+	// Unreachable are the phones whose alert calls failed (busy, no answer, failed).
+	Unreachable []string  `json:"unreachable,omitempty"`
+	ResolvedAt  time.Time `json:"resolved_at,omitzero"`
+	Resolution  string    `json:"resolution,omitempty"`
 	// Destination and the times of the visit, copied at raise time so the alert can be
 	// written without the visit (PANIC without an open visit names the last known one).
 	Destination string    `json:"destination,omitempty"`

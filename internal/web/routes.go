@@ -16,6 +16,7 @@ func (s *Server) routes() http.Handler {
 	// Twilio webhooks (form-encoded, signed).
 	mux.HandleFunc("POST /twilio/sms", s.handleSMS)
 	mux.HandleFunc("POST /twilio/status", s.handleStatus)
+	mux.HandleFunc("POST /twilio/voice/gather", s.handleGather)
 
 	// Office API.
 	mux.HandleFunc("GET /api/v1/visits", s.api(RoleReadonly, s.listVisits))
@@ -36,6 +37,10 @@ func (s *Server) routes() http.Handler {
 	if s.o.Metrics != nil {
 		mux.Handle("GET /metrics", s.o.Metrics)
 	}
+
+	// Directory API and the office console (directory.go).
+	s.directoryRoutes(mux)
+	s.consoleRoute(mux)
 	return mux
 }
 

@@ -31,6 +31,7 @@ type Service interface {
 	Alerts(ctx context.Context, state string) ([]*visit.Alert, error)
 	AckAlert(ctx context.Context, by, alertID string) (*visit.Alert, error)
 	ResolveAlert(ctx context.Context, by, alertID, note string) (*visit.Alert, error)
+	VoiceAck(ctx context.Context, school, alertID, phone, digits string) (string, error)
 }
 
 // Roles of API tokens, weakest first.
@@ -74,11 +75,17 @@ type Options struct {
 	// Nil disables the check (twilio.validate_signatures: false).
 	CheckSignature func(fullURL string, form url.Values, sig string) bool
 	// TwiML writes an SMS reply as TwiML ("" for no reply).
-	TwiML   func(body string) string
-	Tokens  []Token
-	Metrics http.Handler
+	TwiML func(body string) string
+	// SayTwiML writes TwiML that says text on a call and hangs up.
+	SayTwiML func(text string) string
+	Tokens   []Token
+	Metrics  http.Handler
 	// Ready reports why Vigil is not ready (nil when it is).
 	Ready func(ctx context.Context) error
+	// Directory, when set, serves the directory API (directory.go).
+	Directory Directory
+	// Console, when set, serves every path nothing else does: the office console.
+	Console http.Handler
 }
 
 // Server holds the handlers.
@@ -137,6 +144,23 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	_, _ = w.Write([]byte(s.o.TwiML(reply)))
+}
+
+// handleGather takes a keypress on an alert call (the <Gather> action): 1 takes
+// charge. The query (school, alert, to) is Vigil's own, inside the signed URL.
+func (s *Server) handleGather(w http.ResponseWriter, r *http.Request) {
+	form, ok := s.twilioForm(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	said, err := s.o.Service.VoiceAck(r.Context(), q.Get("school"), q.Get("alert"), q.Get("to"), form.Get("Digits"))
+	if err != nil {
+		s.log.Error("keypress failed", "err", err)
+		said = "Sorry, Vigil could not record that. Please reply ACK to the text message instead."
+	}
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	_, _ = w.Write([]byte(s.o.SayTwiML(said)))
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,169 @@
+package app_test
+
+import (
+	"html"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/sms/smstest"
+)
+
+// overdue opens a visit for Jane and moves the clock to its OVERDUE alert.
+func (e *env) overdue(d *daemon) {
+	e.t.Helper()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.advance(35*time.Minute, d)
+	e.waitFor(1) // the reminder
+	e.advance(15*time.Minute, d)
+}
+
+// postStatus posts a signed status callback.
+func (e *env) postStatus(d *daemon, form map[string][]string) {
+	e.t.Helper()
+	res := smstest.PostSigned(e.t, nil, d.base, publicURL, "/twilio/status", smstest.DefaultAuthToken, form)
+	res.Body.Close()
+	if res.StatusCode >= 300 {
+		e.t.Fatalf("status callback: %s", res.Status)
+	}
+}
+
+var gatherAction = regexp.MustCompile(`action="([^"]+)"`)
+
+// press posts a keypress on call c, as Twilio posts to the call's <Gather> action,
+// and returns what the call says back.
+func (e *env) press(d *daemon, c smstest.CallRecord, digits string) string {
+	e.t.Helper()
+	m := gatherAction.FindStringSubmatch(c.TwiML)
+	if m == nil {
+		e.t.Fatalf("call TwiML has no gather action:\n%s", c.TwiML)
+	}
+	action := html.UnescapeString(m[1])
+	path := strings.TrimPrefix(action, publicURL)
+	res := smstest.PostSigned(e.t, nil, d.base, publicURL, path, smstest.DefaultAuthToken, e.twilio.Gather(c, digits))
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		e.t.Fatalf("gather: %s %s", res.Status, b)
+	}
+	return string(b)
+}
+
+// The first office contact's number refuses SMS (opted out, 21610): the alert still
+// reaches the other office contact, and the first is called instead.
+func TestRefusedSMSBecomesACall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.twilio.FailNumber(officePhone, 400, 21610)
+	d := e.startDaemon()
+	e.overdue(d)
+	e.waitFor(2) // the reminder, and the alert to the second office contact
+	if got := e.sentTo(office2Phone); len(got) != 1 || !strings.Contains(got[0], "OVERDUE") {
+		t.Fatalf("second office contact got %q", got)
+	}
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone || !strings.Contains(calls[0].TwiML, "Jane Doe has not checked in") || !strings.Contains(calls[0].TwiML, "Press 1") {
+		t.Errorf("call = %+v, want the office told of Jane and asked to press 1", calls[0])
+	}
+	if calls[0].StatusCallback != publicURL+"/twilio/status" {
+		t.Errorf("call StatusCallback %q", calls[0].StatusCallback)
+	}
+}
+
+// An SMS whose receipt says undelivered is re-routed as a call; a call answered by
+// voicemail (no keypress) is no ACK; pressing 1 is, and the others are told.
+func TestUndeliveredThenVoicemailThenKeypress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.overdue(d)
+	sent := e.waitFor(3)
+	var toOffice smstest.Message
+	for _, m := range sent {
+		if m.To == officePhone {
+			toOffice = m
+		}
+	}
+	e.postStatus(d, e.twilio.MessageStatus(toOffice, "undelivered", 30003))
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone {
+		t.Fatalf("call went to %s, want the office", calls[0].To)
+	}
+	// Voicemail: the call completes without a keypress. Nothing is acknowledged.
+	e.postStatus(d, e.twilio.CallStatus(calls[0], "completed"))
+	var alerts struct {
+		Alerts []struct {
+			State   string `json:"state"`
+			AckedBy string `json:"acked_by"`
+		} `json:"alerts"`
+	}
+	e.api(d, "GET", "/api/v1/alerts?state=open", officeToken, "", &alerts)
+	if len(alerts.Alerts) != 1 || alerts.Alerts[0].State != "open" {
+		t.Fatalf("after voicemail, alerts = %+v, want one still open", alerts.Alerts)
+	}
+	// A person answers and presses 1.
+	said := e.press(d, calls[0], "1")
+	if !strings.Contains(said, "taken charge") {
+		t.Errorf("keypress answer: %s", said)
+	}
+	e.api(d, "GET", "/api/v1/alerts?state=open", officeToken, "", &alerts)
+	if len(alerts.Alerts) != 1 || alerts.Alerts[0].State != "acked" || !strings.Contains(alerts.Alerts[0].AckedBy, "School office") {
+		t.Fatalf("after the keypress, alerts = %+v, want acked by the school office", alerts.Alerts)
+	}
+	// The office gets the briefing by SMS; the other contact is told who took it.
+	e.twilio.WaitSent(10*time.Second, func(ms []smstest.Message) bool {
+		return len(e.sentTo(office2Phone)) >= 2 && len(e.sentTo(officePhone)) >= 2
+	})
+	got := e.sentTo(office2Phone)
+	contains(t, "took charge", got[len(got)-1], "School office", "took charge")
+	toOfficeNow := e.sentTo(officePhone)
+	contains(t, "briefing", toOfficeNow[len(toOfficeNow)-1], "You have taken charge")
+}
+
+// A storm of 429s from Twilio delays the alert but loses nothing.
+func TestRateLimitStormLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.advance(36*time.Minute, d)
+	e.waitFor(1) // the reminder
+	e.twilio.FailNext(6, 429, 20429)
+	e.advance(14*time.Minute, d)
+	// Retries come back after a backoff of seconds: move the fake clock along
+	// until both office contacts have the alert. Each step is well inside the
+	// dispatcher's 60 s lease, so a send under way keeps its claim.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.sentTo(officePhone)) == 0 || len(e.sentTo(office2Phone)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("alert lost in the 429 storm: attempts %+v", e.twilio.Attempts())
+		}
+		n := len(e.twilio.Attempts())
+		e.advance(20*time.Second, d)
+		// The dispatcher records each retry just after Twilio answers, so the
+		// clock may have moved before the retry was scheduled: if no new attempt
+		// comes soon, move it again.
+		pollUntil(200*time.Millisecond, func() bool { return len(e.twilio.Attempts()) > n })
+	}
+	for _, ph := range []string{officePhone, office2Phone} {
+		if n := len(e.sentTo(ph)); n != 1 {
+			t.Errorf("%s got %d alerts, want exactly 1", ph, n)
+		}
+	}
+}
+
+// pollUntil checks cond every few milliseconds until it holds or d has passed, and
+// reports whether it held. It is for conditions no event announces.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}

@@ -1,0 +1,158 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// Failed call statuses: the call did not reach a person (SPEC §8: re-routed).
+var failedCall = map[string]bool{"busy": true, "no-answer": true, "failed": true, "canceled": true}
+
+// HandleDeliveryFailure re-routes a message that failed for good, whether Twilio
+// refused it (from the dispatcher) or its receipt said so: an alert SMS becomes a
+// call to the same contact, a failed alert call moves on to the next level once its
+// whole level is unreachable, and an SMS an officer's phone refused because they
+// opted out is reported to the school office.
+func (s *Service) HandleDeliveryFailure(ctx context.Context, school string, m visit.Message, code int, reason string) error {
+	if s.metrics != nil {
+		s.metrics.DeliveryFailures.WithLabelValues(m.Channel, m.Kind, fmt.Sprint(code)).Inc()
+	}
+	if m.Channel == visit.ChannelSMS && code == visit.CodeOptedOut {
+		if err := s.officerOptedOut(ctx, school, m.To); err != nil {
+			return err
+		}
+	}
+	if m.Kind != visit.KindAlert || m.AlertID == "" {
+		return nil
+	}
+	sc, loc, err := s.schoolState(ctx, school)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+		a, err := sn.Alert(ctx, m.AlertID)
+		if err != nil || a == nil || !a.Open() {
+			return store.Change{}, err
+		}
+		o, err := s.officer(ctx, a.Officer, school)
+		if err != nil {
+			return store.Change{}, err
+		}
+		st := visit.State{School: sc, Loc: loc, Officer: o, Alerts: []*visit.Alert{a}}
+		if st.Visit, err = sn.Visit(ctx, a.VisitID); err != nil {
+			return store.Change{}, err
+		}
+		if st.Officers, err = s.officers(ctx, school, st.Visit, st.Alerts); err != nil {
+			return store.Change{}, err
+		}
+		r := visit.DeliveryFailed(st, m, reason, now, s.policy)
+		return s.change(ctx, sn, r, now, nil)
+	})
+}
+
+// officerOptedOut records that an officer's phone refuses SMS and tells the office,
+// once (until the officer texts START again).
+func (s *Service) officerOptedOut(ctx context.Context, school, phone string) error {
+	roles, err := s.st.PhoneRoles(ctx, phone)
+	if err != nil {
+		return err
+	}
+	var officerID string
+	for _, r := range roles {
+		if r.Kind == "officer" && r.School == school {
+			officerID = r.Officer
+		}
+	}
+	if officerID == "" {
+		return nil // a contact opted out: their alerts are re-routed by call
+	}
+	sc, loc, err := s.schoolState(ctx, school)
+	if err != nil {
+		return err
+	}
+	o, err := s.officer(ctx, officerID, school)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+		ost, err := sn.OfficerState(ctx, o.ID)
+		if err != nil || ost.OptedOut {
+			return store.Change{}, err
+		}
+		ost.OptedOut = true
+		s.log.Warn("officer's phone opted out of SMS; reaching them by call", "officer", o.ID)
+		r := visit.OfficerOptedOut(visit.State{School: sc, Loc: loc, Officer: o}, now, s.policy)
+		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
+	})
+}
+
+// optInWords are Twilio's opt-in keywords: after one, the phone takes SMS again.
+var optInWords = map[string]bool{"START": true, "YES": true, "UNSTOP": true}
+
+func isOptIn(body string) bool {
+	return optInWords[strings.ToUpper(strings.Trim(strings.TrimSpace(body), ".!"))]
+}
+
+// VoiceAck handles a keypress on an alert call: 1 takes charge of the alert as the
+// contact called. It returns what the call says back.
+func (s *Service) VoiceAck(ctx context.Context, school, alertID, phone, digits string) (string, error) {
+	if digits != "1" {
+		return "No key was pressed to take charge. Goodbye.", nil
+	}
+	sc, loc, err := s.schoolState(ctx, school)
+	if err != nil {
+		return "", err
+	}
+	var contact *visit.Contact
+	for _, list := range sc.Contacts {
+		for _, c := range list {
+			if c.Phone == phone {
+				contact = &visit.Contact{Name: c.Name, Phone: c.Phone}
+			}
+		}
+	}
+	if contact == nil {
+		return "This phone is not a contact of the school. Nothing changed. Goodbye.", nil
+	}
+	now := s.now()
+	var said string
+	err = s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+		a, err := sn.Alert(ctx, alertID)
+		if err != nil {
+			return store.Change{}, err
+		}
+		if a == nil || !a.Open() {
+			said = "That alert is already resolved. Nothing changed. Goodbye."
+			return store.Change{}, nil
+		}
+		st := visit.State{School: sc, Loc: loc, Alerts: []*visit.Alert{a}, Contact: contact}
+		if st.Visit, err = sn.Visit(ctx, a.VisitID); err != nil {
+			return store.Change{}, err
+		}
+		if st.Officers, err = s.officers(ctx, school, st.Visit, st.Alerts); err != nil {
+			return store.Change{}, err
+		}
+		in := visit.Input{Cmd: visit.Command{Verb: visit.VerbAck, Code: a.Code}, Source: visit.SourceSMS, By: phone + " (voice)"}
+		r, derr := visit.ContactCommand(st, in, now, s.policy)
+		if ve, ok := derr.(*visit.Error); ok {
+			said = ve.Msg + " Goodbye."
+			return store.Change{}, nil
+		} else if derr != nil {
+			return store.Change{}, derr
+		}
+		// The briefing the SMS reply would carry goes by SMS instead.
+		r.Messages = append(r.Messages, visit.Message{
+			ID: fmt.Sprintf("%s:brief:%d:%s", a.ID, now.UnixMilli(), phone), School: school, Kind: visit.KindNotice,
+			Channel: visit.ChannelSMS, To: phone, Name: contact.Name, Body: r.Reply, AlertID: a.ID, Priority: visit.PriorityAlert,
+		})
+		said = "You have taken charge of the alert. The details follow by text message. Goodbye."
+		return s.change(ctx, sn, r, now, nil)
+	})
+	return said, err
+}

@@ -1,0 +1,139 @@
+package visit
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Twilio's code for a number that opted out of SMS (texted STOP).
+const CodeOptedOut = 21610
+
+// callsToo reports whether an alert message to r also goes as a voice call: panic
+// and duress alerts and the police level always do; other levels are called when
+// the alert comes round again and nobody has taken charge.
+func (d *decision) callsToo(a *Alert, r Recipient, prio int, repeat bool) bool {
+	return prio == PriorityPanic || r.List == ListPolice || (repeat && a.State == AlertOpen)
+}
+
+// callFor is the voice call that goes with (or replaces) the alert SMS m.
+func (d *decision) callFor(m Message, a *Alert, o *Officer) Message {
+	m.ID += ":call"
+	m.Channel = ChannelCall
+	m.Body = d.w.Spoken(a, o)
+	m.Validity = 0
+	return m
+}
+
+// DeliveryFailed decides what to do when an alert message could not be delivered
+// (Twilio refused it, or its receipt said undelivered or failed). An SMS is
+// re-routed as a voice call to the same contact; a call that failed (busy, no
+// answer, failed) marks the contact unreachable, and when every contact of the
+// level is unreachable the next level is notified at once. Contacts of a level are
+// all notified together, so "the next contact on the same list" has already been
+// tried by then. st.Alerts[0] is the message's alert.
+func DeliveryFailed(st State, m Message, reason string, now time.Time, p Policy) Result {
+	r, _ := finish(st)(deliveryFailed(st, m, reason, now, p), nil)
+	return r
+}
+
+func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy) Result {
+	d := newDecision(st, p, now)
+	if m.Kind != KindAlert || len(st.Alerts) == 0 || !st.Alerts[0].Open() {
+		return d.r
+	}
+	a := clone(st.Alerts[0])
+	o := d.officerOf(a)
+	switch m.Channel {
+	case ChannelSMS:
+		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; calling instead", m.Name, m.To, reason))
+		d.queue(d.callFor(m, a, o))
+	case ChannelCall:
+		if !slices.Contains(a.Unreachable, m.To) {
+			a.Unreachable = append(a.Unreachable, m.To)
+		}
+		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("call to %s (%s) failed: %s", m.Name, m.To, reason))
+		if a.Reason == ReasonOverdue && a.Level == m.Level && a.Level+1 < len(p.Levels) && d.levelUnreachable(a, m.Level) {
+			from := a.Level + 1
+			a.Level = d.cascade(a, from)
+			d.alertEvent(a, "rerouted", "vigil", fmt.Sprintf("nobody at level %d could be reached", m.Level))
+			d.send(a, p.ladder(from, a.Level), PriorityAlert)
+		}
+	}
+	return d.r
+}
+
+// levelUnreachable reports whether every contact a reached at level lvl has failed.
+func (d *decision) levelUnreachable(a *Alert, lvl int) bool {
+	any := false
+	for _, r := range a.Notified {
+		if r.Level != lvl {
+			continue
+		}
+		any = true
+		if !slices.Contains(a.Unreachable, r.Phone) {
+			return false
+		}
+	}
+	return any
+}
+
+// OfficerOptedOut tells the school office that an officer's phone refuses SMS (they
+// texted STOP, CANCEL, END, QUIT or UNSUBSCRIBE, so Twilio answers 21610), and that
+// Vigil phones them instead. The caller records OfficerState.OptedOut.
+func OfficerOptedOut(st State, now time.Time, p Policy) Result {
+	d := newDecision(st, p, now)
+	body := d.w.OptedOutNotice(st.Officer)
+	for _, c := range uniqueContacts(st.School.Contacts[ListOffice]) {
+		d.queue(Message{ID: fmt.Sprintf("optout:%s:%d:%s", st.Officer.ID, now.UnixMilli(), c.Phone), Kind: KindNotice,
+			To: c.Phone, Name: c.Name, Body: body, Priority: PriorityAlert})
+	}
+	d.r.Audit = append(d.r.Audit, Event{At: now, Type: "officer_opted_out", By: "twilio", Detail: st.Officer.ID})
+	return d.r
+}
+
+// OptedOutNotice tells the office an officer can no longer be texted.
+func (w Writer) OptedOutNotice(o *Officer) string {
+	return GSM(fmt.Sprintf("Vigil can no longer text %s (%s): the phone opted out of SMS (STOP). Vigil will phone them instead. Ask them to text START to the Vigil number.",
+		o.Name, o.Phone))
+}
+
+// Spoken is an alert as a voice call says it: short sentences, the registration
+// spelt out, and how to take charge.
+func (w Writer) Spoken(a *Alert, o *Officer) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "This is Vigil, with a %s alert for %s. ", strings.ToLower(a.Reason), w.schoolName())
+	switch a.Reason {
+	case ReasonOverdue:
+		fmt.Fprintf(&b, "%s has not checked in. ", o.Name)
+	case ReasonPanic:
+		fmt.Fprintf(&b, "%s pressed panic at %s. ", o.Name, w.at(a.RaisedAt))
+	case ReasonDuress:
+		fmt.Fprintf(&b, "%s checked in with the duress code at %s, and may be under threat. Do not call their phone. ", o.Name, w.at(a.RaisedAt))
+	}
+	if a.Destination != "" {
+		fmt.Fprintf(&b, "The visit was to %s, from %s, due back at %s. ", a.Destination, w.at(a.StartedAt), w.at(a.DueAt))
+	}
+	if v := o.Vehicle; v != nil && v.Describe() != "" {
+		fmt.Fprintf(&b, "Vehicle: %s %s %s, registration %s. ", v.Colour, v.Make, v.Model, spell(v.Registration))
+	}
+	fmt.Fprintf(&b, "Their phone is %s. ", spell(strings.TrimPrefix(o.Phone, "+")))
+	return GSM(b.String())
+}
+
+// SpokenReminder is a reminder as a voice call says it.
+func (w Writer) SpokenReminder(v *Visit) string {
+	return GSM(fmt.Sprintf("This is Vigil. You are due back from %s at %s. Text IN when you are safe.", v.Destination, w.at(v.DueAt)))
+}
+
+// spell writes s one character at a time, so a voice reads "A B 1 2" not "ab twelve".
+func spell(s string) string {
+	var parts []string
+	for _, r := range s {
+		if r != ' ' {
+			parts = append(parts, string(r))
+		}
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,122 @@
+package visit
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func callPhones(ms []sentMsg) []string {
+	var out []string
+	for _, m := range ms {
+		if !slices.Contains(out, m.To) {
+			out = append(out, m.To)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// When calls go with an alert's SMS.
+func TestAlertCalls(t *testing.T) {
+	t.Parallel()
+	// A panic calls every contact at once, alongside the SMS.
+	w := newWorld(t)
+	w.mustSMS(janePhone, "PANIC")
+	if got, want := callPhones(w.calls), []string{officePhone, headPhone, deputyPhone, policePhone}; !slices.Equal(got, want) {
+		t.Errorf("panic called %v, want %v", got, want)
+	}
+	for _, c := range w.calls {
+		if c.Priority != PriorityPanic || !strings.Contains(c.Body, "Jane Doe pressed panic") || !strings.Contains(c.Body, "A B 1 2 C D E") {
+			t.Errorf("panic call %+v", c.Message)
+		}
+	}
+
+	// An overdue alert: SMS only at first; a call to those not answering when it
+	// comes round again; the police level is called at once.
+	w = newWorld(t)
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("14:50"))
+	if len(w.calls) != 0 {
+		t.Fatalf("first round called %v; it goes by SMS", callPhones(w.calls))
+	}
+	w.runTo(at("14:55"))
+	if got := callPhones(w.calls); !slices.Equal(got, []string{officePhone}) {
+		t.Errorf("repeat at 14:55 called %v, want the office (no one ACKed)", got)
+	}
+	w.calls = nil
+	w.mustSMS(headPhone, "ACK")
+	w.runTo(at("15:09")) // ACKed at 14:55: the hold ends at 15:10
+	if len(w.calls) != 0 {
+		t.Errorf("calls during the ACK's hold: %v", callPhones(w.calls))
+	}
+	w.runTo(at("15:10"))
+	if got := callPhones(w.calls); !slices.Equal(got, []string{policePhone}) {
+		t.Errorf("at hold end called %v, want only the police level (someone has taken charge)", got)
+	}
+}
+
+// A failed alert SMS becomes a call to the same contact; when every contact of a
+// level fails by call too, the next level hears at once.
+func TestDeliveryFailureReroutes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("14:49")) // the reminder
+	first := w.runTo(at("14:50"))
+	if len(first) != 1 || first[0].To != officePhone {
+		t.Fatalf("first round %v, want the office", timeline(first))
+	}
+	a := w.onlyAlert()
+	st := State{School: w.school, Loc: london, Officer: w.officers["jdoe"], Officers: w.officers, Alerts: []*Alert{a}, Visit: w.visits[a.VisitID]}
+
+	// The office's SMS is refused (opted out): call the office.
+	r, _ := w.decide(st, func(st State) (Result, error) {
+		return DeliveryFailed(st, first[0].Message, "opted_out", w.now, w.p), nil
+	})
+	if got := callPhones(w.calls); !slices.Equal(got, []string{officePhone}) || len(r.Messages) != 0 {
+		t.Fatalf("after the SMS failed: calls %v, texts %v; want a call to the office", got, phones(r.Messages, ""))
+	}
+	call := w.calls[0].Message
+	// The call is not answered: the office level is unreachable, managers now.
+	a = w.alerts[a.ID]
+	st.Alerts = []*Alert{a}
+	r, _ = w.decide(st, func(st State) (Result, error) { return DeliveryFailed(st, call, "no-answer", w.now, w.p), nil })
+	if got := phones(r.Messages, KindAlert); !slices.Equal(got, []string{headPhone, deputyPhone}) {
+		t.Errorf("after the call failed, texts went to %v, want the managers at once", got)
+	}
+	if a = w.alerts[a.ID]; a.Level != 1 || !slices.Contains(a.Unreachable, officePhone) {
+		t.Errorf("alert level %d unreachable %v, want level 1 with the office unreachable", a.Level, a.Unreachable)
+	}
+	// A failed ALL CLEAR or reminder re-routes nothing.
+	for _, m := range []Message{{Kind: KindAllClear, Channel: ChannelSMS, To: officePhone}, {Kind: KindReminder, Channel: ChannelSMS, To: janePhone}} {
+		if r := DeliveryFailed(st, m, "unreachable", w.now, w.p); !r.Empty() {
+			t.Errorf("failed %s re-routed: %+v", m.Kind, r)
+		}
+	}
+}
+
+// An officer whose phone opted out is reported to the office and reminded by call.
+func TestOfficerOptedOut(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	st := State{School: w.school, Loc: london, Officer: w.officers["jdoe"]}
+	r := OfficerOptedOut(st, w.now, w.p)
+	if got := phones(r.Messages, KindNotice); !slices.Equal(got, []string{officePhone}) {
+		t.Fatalf("opt-out notice went to %v, want the office", got)
+	}
+	if b := r.Messages[0].Body; !strings.Contains(b, "Jane Doe") || !strings.Contains(b, janePhone) || !strings.Contains(b, "phone them") || GSM(b) != b {
+		t.Errorf("opt-out notice %q", b)
+	}
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	os := w.states["jdoe"]
+	os.OptedOut = true
+	w.states["jdoe"] = os
+	v := w.openVisit("jdoe")
+	st = State{School: w.school, Loc: london, Officer: w.officers["jdoe"], Officers: w.officers, Visit: v, OptedOut: true}
+	w.now = at("14:35")
+	r, _ = w.decide(st, func(st State) (Result, error) { return VisitTimer(st, w.now, w.p, w.newIDs()), nil })
+	if len(w.calls) != 1 || w.calls[0].To != janePhone || w.calls[0].Kind != KindReminder || !strings.Contains(w.calls[0].Body, "due back") {
+		t.Errorf("reminder to an opted-out officer: calls %+v, texts %v; want one call", w.calls, phones(r.Messages, ""))
+	}
+}
