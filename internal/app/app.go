@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-safety/vigil/internal/config"
+	"github.com/vigil-safety/vigil/internal/jobs"
 	"github.com/vigil-safety/vigil/internal/notify"
 	"github.com/vigil-safety/vigil/internal/scheduler"
 	"github.com/vigil-safety/vigil/internal/service"
@@ -50,6 +51,7 @@ type App struct {
 	service   *service.Service
 	scheduler *scheduler.Scheduler
 	notifier  *notify.Dispatcher
+	jobs      *jobs.Runner
 	server    *http.Server
 	listener  net.Listener
 	registry  *prometheus.Registry
@@ -98,6 +100,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vigil_outbox_depth", Help: "Messages waiting to be sent, across all schools.",
 	}, a.gauge(st.OutboxDepth)))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_alert_oldest_unacked_seconds", Help: "Age of the oldest open alert nobody has taken charge of (0 when none).",
+	}, a.oldestUnacked))
 	svcMetrics := service.NewMetrics(a.registry)
 
 	var sender notify.Sender
@@ -151,6 +156,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	})
 	a.scheduler = sched
 
+	a.jobs = jobs.New(jobs.Options{
+		Store: st, Log: o.Log, Now: o.Now, Location: loc,
+		ExpiryCheck: cfg.Duties.ExpiryCheck, MonthlyReport: cfg.Duties.MonthlyReport,
+		VisitDays: cfg.Retention.VisitDays, AlertDays: cfg.Retention.AlertDays,
+	})
+
 	tokens, err := apiTokens(cfg.API.Tokens)
 	if err != nil {
 		st.Close()
@@ -159,6 +170,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	webOpts := web.Options{
 		Service: a.service, Log: o.Log, PublicURL: cfg.PublicURL, TwiML: sms.MessageTwiML, SayTwiML: sms.SayTwiML, Tokens: tokens,
 		Metrics: promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}), Ready: a.Ready,
+		MonthlyReport: func(ctx context.Context, school, month string) (any, error) {
+			return a.jobs.MonthlyReport(ctx, school, month)
+		},
 	}
 	if cfg.Twilio.ValidateSignatures {
 		token := cfg.Twilio.AuthToken
@@ -227,6 +241,27 @@ func (a *App) gauge(count func(context.Context, []string) (int64, error)) func()
 	}
 }
 
+// oldestUnacked is the age of the oldest open alert without an ACK, in seconds.
+func (a *App) oldestUnacked() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	schools, err := a.store.SchoolIDs(ctx)
+	if err != nil {
+		return -1
+	}
+	alerts, err := a.store.ListAlerts(ctx, schools, true, 0)
+	if err != nil {
+		return -1
+	}
+	oldest := 0.0
+	for _, al := range alerts {
+		if al.State == visit.AlertOpen {
+			oldest = max(oldest, a.now().Sub(al.RaisedAt).Seconds())
+		}
+	}
+	return oldest
+}
+
 // Addr is the address the HTTP server listens on.
 func (a *App) Addr() string { return a.listener.Addr().String() }
 
@@ -283,6 +318,7 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	})
 	loops.Go(func() error { return a.scheduler.Run(loopCtx) })
+	loops.Go(func() error { return a.jobs.Run(loopCtx) })
 	senderDone := make(chan error, 1)
 	go func() { senderDone <- a.notifier.Run(sendCtx) }()
 	if a.cfg.Monitoring.HeartbeatURL != "" {

@@ -60,14 +60,7 @@ func VehicleProblem(o visit.Officer, today time.Time) string {
 // record: missing details go to the managers, not to the officer on the doorstep).
 // today is now in the school's zone: the insurance is valid through its expiry date.
 func InsuranceWarning(o visit.Officer, today time.Time) string {
-	if o.Vehicle == nil || o.Vehicle.InsuranceExpires == "" {
-		return ""
-	}
-	days, ok := daysUntil(o.Vehicle.InsuranceExpires, today)
-	if !ok || days >= 0 {
-		return ""
-	}
-	return visit.GSM(fmt.Sprintf("Your vehicle insurance expired %s: do not drive until it is renewed.", formatDate(o.Vehicle.InsuranceExpires)))
+	return o.InsuranceWarning(today)
 }
 
 // daysUntil counts civil days from today's date (in its location) to date.

@@ -55,6 +55,8 @@ type Metrics struct {
 	Lateness prometheus.Histogram
 	LastTick prometheus.Gauge
 	Errors   prometheus.Counter
+	// RedisUp is 1 when the last pass reached Redis, 0 when it did not.
+	RedisUp prometheus.Gauge
 }
 
 // NewMetrics registers the scheduler's metrics with reg.
@@ -73,7 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "vigil_scheduler_errors_total", Help: "Timer passes or timers that failed.",
 		}),
 	}
-	reg.MustRegister(m.Lateness, m.LastTick, m.Errors)
+	m.RedisUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_redis_up", Help: "1 when the scheduler's last pass reached Redis, 0 when it did not.",
+	})
+	reg.MustRegister(m.Lateness, m.LastTick, m.Errors, m.RedisUp)
 	return m
 }
 
@@ -128,11 +133,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.o.Log.Error("timer pass failed", "err", err)
 			if s.o.Metrics != nil {
 				s.o.Metrics.Errors.Inc()
+				s.o.Metrics.RedisUp.Set(0)
 			}
 		} else {
 			s.lastTick.Store(now.UnixMilli())
 			if s.o.Metrics != nil {
 				s.o.Metrics.LastTick.Set(float64(now.UnixMilli()) / 1000)
+				s.o.Metrics.RedisUp.Set(1)
 			}
 		}
 		wait := s.o.Poll

@@ -41,5 +41,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Messages and calls that failed for good (refused, undelivered, unanswered), by channel, kind and Twilio error code (0: none).",
 	}, []string{"channel", "kind", "code"})
 	reg.MustRegister(m.VisitsTotal, m.AlertsTotal, m.AckSeconds, m.InboundSMS, m.Notifications, m.DeliveryFailures)
+	// Every series a rule watches exists from the start at 0, so increase() sees
+	// the first alert or failure after a restart.
+	for _, o := range []string{"safe", "cancelled", "duress"} {
+		m.VisitsTotal.WithLabelValues(o)
+	}
+	for _, r := range []string{"overdue", "panic", "duress"} {
+		m.AlertsTotal.WithLabelValues(r)
+	}
+	for _, ch := range []string{"sms", "call"} {
+		for _, k := range []string{"reminder", "alert", "all_clear", "notice", "reply"} {
+			for _, res := range []string{"sent", "failed", "delivered", "undelivered"} {
+				m.Notifications.WithLabelValues(ch, k, res)
+			}
+		}
+	}
 	return m
 }

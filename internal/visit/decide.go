@@ -212,6 +212,9 @@ func officerCommand(st State, in Input, now time.Time, p Policy) (Result, error)
 			return Result{}, err
 		}
 		d.r.Reply = d.w.VisitOpened(v)
+		if warn := st.Officer.InsuranceWarning(now.In(d.w.loc())); warn != "" {
+			d.r.Reply = d.w.VisitOpenedWarning(v, warn)
+		}
 	case VerbNext:
 		prev := st.Visit
 		if prev.Open() {

@@ -59,6 +59,13 @@ type Writer struct {
 	Loc    *time.Location
 }
 
+func (w Writer) loc() *time.Location {
+	if w.Loc == nil {
+		return time.UTC
+	}
+	return w.Loc
+}
+
 func (w Writer) at(t time.Time) string { return clock(t, w.Loc) }
 
 func (w Writer) schoolName() string {

@@ -28,6 +28,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/alerts", s.api(RoleReadonly, s.listAlerts))
 	mux.HandleFunc("POST /api/v1/alerts/{id}/ack", s.api(RoleOffice, s.ack))
 	mux.HandleFunc("POST /api/v1/alerts/{id}/resolve", s.api(RoleOffice, s.resolve))
+	if s.o.MonthlyReport != nil {
+		mux.HandleFunc("GET /api/v1/reports/monthly", s.api(RoleReadonly, s.monthlyReport))
+	}
 
 	// Health and metrics.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -225,4 +228,16 @@ func optionalEmptyBody(r *http.Request) error {
 	}
 	var b struct{}
 	return decode(r, &b)
+}
+
+func (s *Server) monthlyReport(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
+	q := r.URL.Query()
+	if q.Get("school") == "" || q.Get("month") == "" {
+		return nil, 0, badRequest("school and month (YYYY-MM) are required")
+	}
+	rep, err := s.o.MonthlyReport(r.Context(), q.Get("school"), q.Get("month"))
+	if err != nil {
+		return nil, 0, err
+	}
+	return rep, http.StatusOK, nil
 }

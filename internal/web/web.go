@@ -82,6 +82,8 @@ type Options struct {
 	Metrics  http.Handler
 	// Ready reports why Vigil is not ready (nil when it is).
 	Ready func(ctx context.Context) error
+	// MonthlyReport, when set, serves GET /api/v1/reports/monthly.
+	MonthlyReport func(ctx context.Context, school, month string) (any, error)
 	// Directory, when set, serves the directory API (directory.go).
 	Directory Directory
 	// Console, when set, serves every path nothing else does: the office console.
