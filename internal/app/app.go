@@ -30,6 +30,17 @@ import (
 	"github.com/vigil-safety/vigil/internal/web"
 )
 
+// Leases and timeouts. A replica that dies holding a timer or a message hands it
+// to the others when the lease ends, so leases are short (SPEC §8: picked up within
+// 5 s). A message's lease outlasts the Twilio request it covers, so a live replica
+// never loses a send it is still making. TimerLease is exported for tests that
+// tell a claimed timer (re-scored to now + TimerLease) from one not yet due.
+const (
+	TimerLease    = 3 * time.Second
+	messageLease  = 4 * time.Second
+	twilioTimeout = 3 * time.Second
+)
+
 // Options are what New needs besides the configuration.
 type Options struct {
 	Log *slog.Logger
@@ -114,6 +125,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			AccountSID: cfg.Twilio.AccountSID, AuthToken: cfg.Twilio.AuthToken,
 			From: cfg.Twilio.From, MessagingServiceSID: cfg.Twilio.MessagingServiceSID,
 			APIURL: cfg.Twilio.APIURL, StatusCallback: cfg.PublicURL + "/twilio/status",
+			HTTPClient: &http.Client{Timeout: twilioTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			}},
 		})
 		if err != nil {
 			st.Close()
@@ -125,7 +139,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	poll := o.Poll
 	publicURL := cfg.PublicURL
 	a.notifier = notify.New(notify.Options{
-		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll,
+		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease,
 		Metrics: notify.NewMetrics(a.registry, svcMetrics.Notifications),
 		CallTwiML: func(m visit.Message) string {
 			if m.Kind != visit.KindAlert {
@@ -151,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		Wake: func() { sched.Wake(); a.notifier.Wake() },
 	})
 	sched = scheduler.New(scheduler.Options{
-		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll,
+		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll, Lease: TimerLease,
 		Metrics: scheduler.NewMetrics(a.registry),
 	})
 	a.scheduler = sched
@@ -339,13 +353,9 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	a.log.Info("vigil is running", "listen", a.Addr(), "embedded_store", a.store.Embedded())
 	err := loops.Wait()
-	// Timers are no longer claimed; give the dispatcher a moment to send what the
-	// last timers queued, then stop it (anything left waits in Redis).
-	drain := time.NewTimer(2 * time.Second)
-	select {
-	case <-drain.C:
-	case <-senderDone:
-	}
+	// Timers are no longer claimed and webhooks no longer taken: stop the
+	// dispatcher. Sends under way finish (they run on their own context); messages
+	// not yet claimed wait in Redis for another replica or the next start.
 	stopSending()
 	<-senderDone
 	return err

@@ -135,14 +135,14 @@ func TestRateLimitStormLosesNothing(t *testing.T) {
 	e.advance(14*time.Minute, d)
 	// Retries come back after a backoff of seconds: move the fake clock along
 	// until both office contacts have the alert. Each step is well inside the
-	// dispatcher's 60 s lease, so a send under way keeps its claim.
+	// dispatcher's 4 s lease, so a send under way keeps its claim.
 	deadline := time.Now().Add(20 * time.Second)
 	for len(e.sentTo(officePhone)) == 0 || len(e.sentTo(office2Phone)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("alert lost in the 429 storm: attempts %+v", e.twilio.Attempts())
 		}
 		n := len(e.twilio.Attempts())
-		e.advance(20*time.Second, d)
+		e.advance(1500*time.Millisecond, d)
 		// The dispatcher records each retry just after Twilio answers, so the
 		// clock may have moved before the retry was scheduled: if no new attempt
 		// comes soon, move it again.

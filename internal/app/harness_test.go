@@ -300,7 +300,9 @@ func (e *env) settled(d *daemon) bool {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if ok && !at.After(e.clock.Now()) {
+		// Due, or claimed and not yet committed (a claim re-scores the timer to
+		// now + the lease, which would otherwise look like a timer not yet due).
+		if ok && (!at.After(e.clock.Now()) || at.Equal(e.clock.Now().Add(app.TimerLease))) {
 			return false
 		}
 	}

@@ -34,10 +34,6 @@ const (
 // (or a panic): both office contacts, the head of school, the police contact.
 var everyContact = []string{officePhone, office2Phone, headPhone, policePhone}
 
-// schedulerLease is how far into the (fake) future the scheduler moves a timer it
-// has claimed and not yet committed (scheduler.Options.Lease, default 30 s).
-const schedulerLease = 30 * time.Second
-
 // timeline is one test's story: the env, the daemon, and how many messages the
 // fake Twilio had accepted before the current step, so each step sees only what it
 // caused.
@@ -85,39 +81,12 @@ func (x *timeline) nothing(step string) {
 	}
 }
 
-// quiet waits until the daemon has nothing left to send before the clock moves:
-// waitSettled, and no timer claimed but not yet committed (a claimed timer sits at
-// now + the lease, which would otherwise look like a timer not yet due).
+// quiet waits until the daemon has nothing left to send before the clock moves.
 func (x *timeline) quiet() {
 	x.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if x.waitSettled(x.d) && !x.claimPending() {
-			return
-		}
-		if time.Now().After(deadline) {
-			x.t.Fatalf("the daemon did not settle")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !x.waitSettled(x.d) {
+		x.t.Fatalf("the daemon did not settle")
 	}
-}
-
-func (x *timeline) claimPending() bool {
-	ctx := x.t.Context()
-	schools, err := x.d.Store().SchoolIDs(ctx)
-	if err != nil {
-		x.t.Fatal(err)
-	}
-	for _, s := range schools {
-		at, ok, err := x.d.Store().NextTimer(ctx, s)
-		if err != nil {
-			x.t.Fatal(err)
-		}
-		if ok && at.Equal(x.clock.Now().Add(schedulerLease)) {
-			return true
-		}
-	}
-	return false
 }
 
 func dumpMessages(ms []smstest.Message) string {

@@ -84,7 +84,8 @@ func (s *Service) transact(ctx context.Context, school string, fn func(sn *store
 		}
 		if err == nil {
 			s.observe(ch)
-			if len(ch.Result.Messages) > 0 || len(ch.Timers) > 0 {
+			if sn.Announced() {
+				// Other replicas hear of it through pub/sub; this one at once.
 				s.wake()
 			}
 		}

@@ -29,8 +29,12 @@ import (
 //	msg:  [[hash_k, outbox_k, id, json, score]] queue a message unless its hash exists
 //	xadd: [[k, json, maxlen]] append to a stream
 //	pub:  [channel, text] announce (new timers or messages) once committed
+//	wt:   [k, score] announce only if the timer set's earliest is now this score
+//	      (a timer that falls due before all others): other timers change nothing
+//	      for a scheduler that already sleeps until an earlier one
 //
-// Returns 1 when committed, 0 on a conflict, -1 when the claim was lost.
+// Returns 1 when committed, 2 when committed and announced, 0 on a conflict, -1
+// when the claim was lost.
 var commitScript = redis.NewScript(`
 local tx = cjson.decode(ARGV[1])
 if tx.f then
@@ -66,7 +70,17 @@ end
 for _, x in ipairs(tx.xadd or {}) do
   redis.call('XADD', KEYS[x[1]], 'MAXLEN', '~', x[3], '*', 'e', x[2])
 end
-if tx.pub then redis.call('PUBLISH', tx.pub[1], tx.pub[2]) end
+if tx.pub then
+  local wake = true
+  if tx.wt then
+    local first = redis.call('ZRANGE', KEYS[tx.wt[1]], 0, 0, 'WITHSCORES')
+    wake = (first[2] ~= nil) and (tonumber(first[2]) == tonumber(tx.wt[2]))
+  end
+  if wake then
+    redis.call('PUBLISH', tx.pub[1], tx.pub[2])
+    return 2
+  end
+end
 return 1
 `)
 
@@ -79,6 +93,8 @@ type Snapshot struct {
 	s      *Store
 	school string
 	seen   map[string]*string // key -> raw value read (nil = absent)
+	// announced is set by a commit that published a wake-up.
+	announced bool
 }
 
 // Begin starts reading the state of one school.
@@ -205,6 +221,7 @@ type tx struct {
 	Msg  [][]any  `json:"msg,omitempty"`
 	XAdd [][]any  `json:"xadd,omitempty"`
 	Pub  []string `json:"pub,omitempty"`
+	WT   []any    `json:"wt,omitempty"`
 }
 
 type txBuilder struct {
@@ -341,6 +358,9 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	}
 	if len(ch.Result.Messages) > 0 || earliest > 0 {
 		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
+		if len(ch.Result.Messages) == 0 {
+			b.tx.WT = []any{b.k(k.timers(s)), earliest}
+		}
 	}
 	arg, err := json.Marshal(b.tx)
 	if err != nil {
@@ -359,5 +379,10 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	case -1:
 		return ErrFenced
 	}
+	sn.announced = n == 2
 	return nil
 }
+
+// Announced reports whether the committed change woke the schedulers and
+// dispatchers (it queued messages, or a timer due before every other).
+func (sn *Snapshot) Announced() bool { return sn.announced }
