@@ -41,6 +41,14 @@ const (
 	twilioTimeout = 3 * time.Second
 )
 
+// Per-contact throttles: at most this many SMS and calls per phone per window,
+// beyond an alert's first notification, panics, duresses and ALL CLEARs.
+const (
+	contactWindow   = 15 * time.Minute
+	contactMaxSMS   = 5
+	contactMaxCalls = 3
+)
+
 // Options are what New needs besides the configuration.
 type Options struct {
 	Log *slog.Logger
@@ -140,6 +148,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	publicURL := cfg.PublicURL
 	a.notifier = notify.New(notify.Options{
 		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease,
+		Limiter: st.NewSendLimiter(cfg.Twilio.MaxSendsPerSecond),
+		ContactLimit: st.NewContactLimiter(contactWindow, map[string]int64{
+			visit.ChannelSMS: contactMaxSMS, visit.ChannelCall: contactMaxCalls,
+		}),
 		Metrics: notify.NewMetrics(a.registry, svcMetrics.Notifications),
 		CallTwiML: func(m visit.Message) string {
 			if m.Kind != visit.KindAlert {

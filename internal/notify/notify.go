@@ -89,6 +89,17 @@ type Options struct {
 	// OnSent is told of every send once it is recorded under its Twilio SID (a
 	// delivery receipt that came first is handled then).
 	OnSent func(ctx context.Context, sid string)
+	// Limiter, when set, spaces all sends (twilio.max_sends_per_second, shared by
+	// every replica). Sends take their turn in priority order.
+	Limiter interface {
+		Wait(ctx context.Context) error
+	}
+	// ContactLimit, when set, caps messages per phone and channel; it never holds
+	// back a panic or duress alert, an alert's first notification to a contact,
+	// or an ALL CLEAR.
+	ContactLimit interface {
+		Allow(ctx context.Context, phone, channel string, now time.Time) (bool, time.Time, error)
+	}
 }
 
 // Dispatcher is the outbox loop.
@@ -173,6 +184,11 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 			var g errgroup.Group
 			g.SetLimit(d.o.Workers)
 			for _, o := range claimed {
+				// Claims come highest priority first; taking rate-limit turns in
+				// that order means a panic never waits behind a reminder.
+				if !d.mayGo(ctx, o) {
+					continue
+				}
 				g.Go(func() error {
 					d.deliver(context.WithoutCancel(ctx), o)
 					return nil
@@ -192,6 +208,35 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 		}
 	}
 	return next, nil
+}
+
+// mayGo applies the throttles to a claimed message: a contact over its limit gets
+// it later (put back on the queue until the window ends); otherwise it waits for
+// its turn under the global rate. It reports whether to send now.
+func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) bool {
+	m := o.Msg
+	exempt := m.Priority == visit.PriorityPanic || m.First || m.Kind == visit.KindAllClear
+	if d.o.ContactLimit != nil && !exempt {
+		ok, until, err := d.o.ContactLimit.Allow(ctx, m.To, m.Channel, d.o.Now())
+		if err != nil {
+			d.o.Log.Warn("contact limit unavailable; sending anyway", "err", err)
+		} else if !ok {
+			d.o.Log.Info("contact limit reached; message deferred", "msg", m.ID, "until", until)
+			if err := d.o.Store.RecordRetry(ctx, o, until, "contact_limit"); err != nil {
+				d.lost(d.o.Log, err)
+			}
+			return false
+		}
+	}
+	if d.o.Limiter != nil {
+		if err := d.o.Limiter.Wait(ctx); err != nil {
+			// Shutting down, or Redis unreachable: the message goes back when its
+			// lease ends.
+			d.o.Log.Warn("rate limiter unavailable", "err", err)
+			return false
+		}
+	}
+	return true
 }
 
 // deliver sends one claimed message and records the outcome.

@@ -591,7 +591,7 @@ func (d *decision) sendTo(a *Alert, rs []Recipient, prio int) {
 		m := Message{
 			ID: fmt.Sprintf("%s:%d:%s", a.ID, round, r.Phone), Kind: KindAlert, To: r.Phone, Name: r.Name,
 			Body: d.w.Alert(a, o, comp, r.Level, d.now), AlertID: a.ID, VisitID: a.VisitID,
-			Level: r.Level, Priority: prio, Validity: d.p.ValidityPeriod,
+			Level: r.Level, Priority: prio, Validity: d.p.ValidityPeriod, First: !repeat[r.Phone],
 		}
 		d.queue(m)
 		if d.callsToo(a, r, prio, repeat[r.Phone]) {

@@ -43,6 +43,9 @@ type Message struct {
 	Level    int           `json:"level"`
 	Priority int           `json:"priority"`
 	Validity time.Duration `json:"validity,omitempty"` // Twilio ValidityPeriod; alerts only
+	// First marks an alert's first notification to this contact: per-contact
+	// throttles never hold it back.
+	First bool `json:"first,omitempty"`
 }
 
 // clock writes t as 24-hour HH:MM in loc.

@@ -1,0 +1,250 @@
+package notify_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/notify"
+	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/sms"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// sender is a hand-written fake Twilio: it records every send in order and can
+// refuse numbers.
+type sender struct {
+	mu     sync.Mutex
+	sent   []string // message bodies, in send order
+	refuse map[string]*sms.Error
+	signal chan struct{}
+}
+
+func newSender() *sender {
+	return &sender{refuse: map[string]*sms.Error{}, signal: make(chan struct{}, 1000)}
+}
+
+func (s *sender) SendSMS(ctx context.Context, m sms.Outbound) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.refuse[m.To]; e != nil {
+		s.signal <- struct{}{}
+		return "", e
+	}
+	s.sent = append(s.sent, m.Body)
+	s.signal <- struct{}{}
+	return fmt.Sprintf("SM%d", len(s.sent)), nil
+}
+
+func (s *sender) PlaceCall(ctx context.Context, c sms.Call) (string, error) {
+	return s.SendSMS(ctx, sms.Outbound{To: c.To, Body: "CALL " + c.TwiML})
+}
+
+func (s *sender) bodies() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sent...)
+}
+
+// waitSends waits for n send attempts (accepted or refused).
+func (s *sender) waitSends(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-s.signal:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for sends; got %q", s.bodies())
+		}
+	}
+}
+
+var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func queue(t *testing.T, st *store.Store, now time.Time, ms ...visit.Message) {
+	t.Helper()
+	for i := range ms {
+		ms[i].School = "s1"
+		if ms[i].Channel == "" {
+			ms[i].Channel = visit.ChannelSMS
+		}
+	}
+	if err := st.Begin("s1").Commit(t.Context(), store.Change{Result: visit.Result{Messages: ms}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutSchool(t.Context(), visit.School{ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, d *notify.Dispatcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Under the shared rate limit, a panic queued after a backlog of overdue alerts
+// and reminders still goes first.
+func TestPanicGoesBeforeTheBacklog(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	var backlog []visit.Message
+	for i := range 20 {
+		backlog = append(backlog,
+			visit.Message{ID: fmt.Sprintf("over%d", i), Kind: visit.KindAlert, To: "+447700900201", Body: fmt.Sprintf("OVERDUE %d", i), Priority: visit.PriorityAlert, First: true},
+			visit.Message{ID: fmt.Sprintf("rem%d", i), Kind: visit.KindReminder, To: "+447700900101", Body: fmt.Sprintf("reminder %d", i), Priority: visit.PriorityNormal})
+	}
+	queue(t, st, t0, backlog...)
+	queue(t, st, t0.Add(time.Second), visit.Message{ID: "panic", Kind: visit.KindAlert, To: "+447700900301", Body: "PANIC", Priority: visit.PriorityPanic})
+	snd := newSender()
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0.Add(time.Minute) },
+		Limiter: st.NewSendLimiter(200), Workers: 1}))
+	snd.waitSends(t, 41)
+	got := snd.bodies()
+	if got[0] != "PANIC" {
+		t.Fatalf("first send %q, want the PANIC", got[0])
+	}
+	for i, b := range got[1:21] {
+		if b[:7] != "OVERDUE" {
+			t.Fatalf("send %d is %q: every overdue alert goes before any reminder", i+1, b)
+		}
+	}
+}
+
+// A replica that crashed after a send began (the attempt is recorded, the outcome
+// is not) makes the next one send again — once; after a second such crash Vigil
+// gives up on that message rather than risk a third copy, and hands it on to be
+// re-routed.
+func TestCrashDuringSendResendsAtMostOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	queue(t, st, t0, visit.Message{ID: "m1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE", Priority: visit.PriorityAlert})
+	// Two replicas in turn claim it, record the attempt, "send" and die.
+	now := t0
+	for range 2 {
+		claimed, err := st.ClaimMessages(ctx, "s1", now, 4*time.Second, 10)
+		if err != nil || len(claimed) != 1 {
+			t.Fatalf("claim: %v %v", claimed, err)
+		}
+		if err := st.RecordAttempt(ctx, claimed[0], now); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(5 * time.Second) // the lease runs out
+	}
+	snd := newSender()
+	var failed []notify.Failure
+	var mu sync.Mutex
+	gotFailure := make(chan struct{})
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return now },
+		OnFailure: func(ctx context.Context, f notify.Failure) {
+			mu.Lock()
+			failed = append(failed, f)
+			mu.Unlock()
+			close(gotFailure)
+		}}))
+	select {
+	case <-gotFailure:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was neither sent nor given up")
+	}
+	if got := snd.bodies(); len(got) != 0 {
+		t.Errorf("sent %q after two uncertain attempts, want no third copy", got)
+	}
+	if failed[0].Message.ID != "m1" || failed[0].Reason != "uncertain" {
+		t.Errorf("failure = %+v, want m1 handed on as uncertain", failed[0])
+	}
+}
+
+// After one crash mid-send the message is sent again, once.
+func TestOneCrashResendsOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	queue(t, st, t0, visit.Message{ID: "m1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE", Priority: visit.PriorityAlert})
+	claimed, _ := st.ClaimMessages(ctx, "s1", t0, 4*time.Second, 10)
+	if err := st.RecordAttempt(ctx, claimed[0], t0); err != nil {
+		t.Fatal(err)
+	}
+	snd := newSender()
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0.Add(5 * time.Second) }}))
+	snd.waitSends(t, 1)
+	waitDepth(t, st, 0)
+	if got := snd.bodies(); len(got) != 1 {
+		t.Errorf("sent %d copies after one crash, want 1 more", len(got))
+	}
+}
+
+// A permanent refusal is not retried by SMS and is handed on for re-routing; a
+// contact over its limit gets the rest later, but never an alert's first
+// notification or a panic.
+func TestRefusalsAndContactLimits(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	snd := newSender()
+	snd.refuse["+447700900999"] = &sms.Error{Code: 21610, HTTPStatus: 400}
+	var mu sync.Mutex
+	var failed []string
+	var msgs []visit.Message
+	for i := range 7 {
+		msgs = append(msgs, visit.Message{ID: fmt.Sprintf("rep%d", i), Kind: visit.KindAlert, To: "+447700900201", Body: fmt.Sprintf("repeat %d", i), Priority: visit.PriorityAlert})
+	}
+	msgs = append(msgs,
+		visit.Message{ID: "first", Kind: visit.KindAlert, To: "+447700900201", Body: "first", Priority: visit.PriorityAlert, First: true},
+		visit.Message{ID: "optout", Kind: visit.KindAlert, To: "+447700900999", Body: "to an opted-out phone", Priority: visit.PriorityAlert, First: true})
+	queue(t, st, t0, msgs...)
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0 },
+		ContactLimit: st.NewContactLimiter(15*time.Minute, map[string]int64{visit.ChannelSMS: 5}),
+		OnFailure: func(ctx context.Context, f notify.Failure) {
+			mu.Lock()
+			failed = append(failed, fmt.Sprintf("%s %d", f.Message.ID, f.Code))
+			mu.Unlock()
+		}}))
+	snd.waitSends(t, 7) // 5 repeats + the first + the refused one
+	got := map[string]bool{}
+	for _, b := range snd.bodies() {
+		got[b] = true
+	}
+	if len(snd.bodies()) != 6 || !got["first"] {
+		t.Errorf("sent %q, want 5 repeats and the first notification", snd.bodies())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 1 || failed[0] != "optout 21610" {
+		t.Errorf("failures handed on: %v, want the opted-out one", failed)
+	}
+	waitDepth(t, st, 2) // the 2 deferred repeats wait for the next window
+}
+
+// waitDepth waits until the outbox holds want messages. A send is recorded just
+// after the fake sender answers and nothing announces it, so this polls the
+// queue (bounded) instead of sleeping a guessed time.
+func waitDepth(t *testing.T, st *store.Store, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := st.OutboxDepth(t.Context(), []string{"s1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox depth %d, want %d", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
