@@ -9,7 +9,9 @@ RUN go mod download
 COPY . .
 # timetzdata embeds the zone database: schedules are in local time and the
 # final image has no /usr/share/zoneinfo we want to depend on.
-RUN CGO_ENABLED=0 go build -trimpath -tags timetzdata -ldflags "-s -w" -o /out/vigil ./cmd/vigil
+# docker build --build-arg VERSION=$(git describe --tags --always) . stamps `vigil version`.
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -tags timetzdata -ldflags "-s -w -X main.version=${VERSION}" -o /out/vigil ./cmd/vigil
 
 # Final stage: static binary, CA certificates (for Twilio over HTTPS), and
 # an unprivileged user (65532), nothing else.

@@ -60,6 +60,8 @@ type Options struct {
 	Poll time.Duration
 	// Version is reported by /metrics (vigil_build_info).
 	Version string
+	// HeartbeatEvery is how often monitoring.heartbeat_url is pinged (default 1 min).
+	HeartbeatEvery time.Duration
 }
 
 // App is a built Vigil daemon.
@@ -75,6 +77,7 @@ type App struct {
 	listener  net.Listener
 	registry  *prometheus.Registry
 	now       func() time.Time
+	beatEvery time.Duration
 }
 
 // New builds everything from cfg, connects to Redis, upserts the directory and
@@ -89,7 +92,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if o.Console == nil {
 		o.Console = io.Discard
 	}
-	a := &App{cfg: cfg, log: o.Log, now: o.Now}
+	if o.HeartbeatEvery <= 0 {
+		o.HeartbeatEvery = time.Minute
+	}
+	a := &App{cfg: cfg, log: o.Log, now: o.Now, beatEvery: o.HeartbeatEvery}
 	loc, err := time.LoadLocation(cfg.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
@@ -315,7 +321,7 @@ func (a *App) Ready(ctx context.Context) error {
 	if last.IsZero() {
 		return errors.New("scheduler has not started")
 	}
-	if age := time.Since(last); age > stallAfter {
+	if age := a.now().Sub(last); age > stallAfter {
 		return fmt.Errorf("scheduler stalled: last pass %s ago", age.Round(time.Second))
 	}
 	return nil
@@ -373,10 +379,11 @@ func (a *App) Run(ctx context.Context) error {
 	return err
 }
 
-// heartbeat pings monitoring.heartbeat_url every minute while Vigil is ready.
+// heartbeat pings monitoring.heartbeat_url every minute while Vigil is ready, and
+// not at all while it is not: the outside monitor's silence alarm is the signal.
 func (a *App) heartbeat(ctx context.Context) error {
 	client := &http.Client{Timeout: 10 * time.Second}
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(a.beatEvery)
 	defer t.Stop()
 	for {
 		if err := a.Ready(ctx); err != nil {

@@ -136,15 +136,26 @@ type daemon struct {
 	done   chan error
 }
 
+// daemonOptions are the knobs a test may turn on a daemon.
+type daemonOptions struct {
+	heartbeatEvery time.Duration
+}
+
 // startDaemon runs Vigil in-process on e's Redis and fake Twilio.
-func (e *env) startDaemon() *daemon {
+func (e *env) startDaemon() *daemon { return e.startDaemonWith(nil) }
+
+func (e *env) startDaemonWith(opt func(*daemonOptions)) *daemon {
 	e.t.Helper()
+	var do daemonOptions
+	if opt != nil {
+		opt(&do)
+	}
 	cfg, err := config.Load(e.cfg, nil)
 	if err != nil {
 		e.t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(e.t.Context(), cfg, app.Options{Log: log, Now: e.clock.Now, Poll: 50 * time.Millisecond})
+	a, err := app.New(e.t.Context(), cfg, app.Options{Log: log, Now: e.clock.Now, Poll: 50 * time.Millisecond, HeartbeatEvery: do.heartbeatEvery})
 	if err != nil {
 		e.t.Fatalf("start vigil: %v", err)
 	}
@@ -332,4 +343,15 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 		t.Fatalf("test config has no %q", old)
 	}
 	return strings.Replace(s, old, new, 1)
+}
+
+// get fetches path from the daemon and returns the status code.
+func (e *env) get(d *daemon, path string) int {
+	e.t.Helper()
+	res, err := http.Get(d.base + path)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }

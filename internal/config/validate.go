@@ -172,8 +172,10 @@ func (c *Config) validateTwilio(p *problems) {
 		if t.AuthToken == "" {
 			p.add("twilio.auth_token", "must be set when twilio.account_sid is")
 		}
-		if t.From == "" && t.MessagingServiceSID == "" {
-			p.add("twilio.from", "set twilio.from or twilio.messaging_service_sid to send with these credentials")
+		if t.From == "" {
+			// SMS may go through a messaging service, but voice calls (alerts that
+			// fail by SMS, police and panic alerts) need a number to call from.
+			p.add("twilio.from", "must be set: voice calls need a sender number even when SMS go through twilio.messaging_service_sid")
 		}
 	}
 	if t.From != "" {

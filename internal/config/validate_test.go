@@ -48,7 +48,7 @@ func TestValidate(t *testing.T) {
 		// An auth token without an account SID, and nothing to send from; the token is not quoted.
 		{"twilio half", func(c *Config) { c.Twilio.AuthToken = "tok-secret" }, []string{
 			"twilio.account_sid: must be set when twilio.auth_token is",
-			"twilio.from: set twilio.from or twilio.messaging_service_sid"}, "tok-secret"},
+			"twilio.from: must be set: voice calls need a sender number"}, "tok-secret"},
 		// A sender that is not a phone number.
 		{"twilio from", func(c *Config) { c.Twilio.From = "VIGIL" }, []string{`twilio.from: "VIGIL" is not a phone number`}, ""},
 		// api_url must be absolute.

@@ -92,6 +92,9 @@ func Parse(text string) Command {
 	// strings.Fields splits on every Unicode space (tabs, newlines, the no-break
 	// spaces phones insert), so no word is blank and no space survives inside one.
 	s := strings.Join(strings.Fields(text), " ")
+	if s == "?" {
+		return Command{Verb: VerbStatus}
+	}
 	s = trailing.ReplaceAllString(s, "")
 	if s == "" {
 		return Command{Verb: VerbUnknown}
@@ -139,7 +142,7 @@ func Parse(text string) Command {
 			return Command{Verb: VerbUnknown}
 		}
 		return Command{Verb: VerbAbort, Reason: strings.Join(rest, " ")}
-	case head == "STATUS" || head == "?":
+	case head == "STATUS":
 		return Command{Verb: VerbStatus}
 	case head == "ACK" || head == "ACCEPT":
 		// Only a number is a code: "ACK thanks" takes the only open alert rather than
@@ -197,12 +200,25 @@ var (
 	unitWord = regexp.MustCompile(`(?i)[a-z]$`)
 )
 
+var (
+	digits = regexp.MustCompile(`^\d{1,4}$`)
+	// unitAlone is a unit written as a word of its own ("45 mins"). Single letters
+	// are left out: "14 S Street" is an address, not 14 seconds.
+	unitAlone = regexp.MustCompile(`^(?i)(hr|hrs|hour|hours|min|mins|minute|minutes|sec|secs|second|seconds)$`)
+)
+
 // leadingDuration finds a duration in the first one or two words ("1h 30m").
 // In front of a place, a bare number after the hours is the house number, as in the
 // canonical "VISIT 45 14 Elm Road": "VISIT 1h 14 Elm Road" is an hour at 14 Elm Road,
 // not 1h14 at Elm Road (an address without its number is the worse mistake).
 func leadingDuration(w []string) (d time.Duration, n int, strong bool) {
 	w0 := bare(w[0])
+	// "45 mins", "1 hour": the unit as a word of its own.
+	if len(w) >= 2 && digits.MatchString(w0) && unitAlone.MatchString(bare(w[1])) {
+		if d, ok := ParseDuration(w0 + bare(w[1])); ok {
+			return d, 2, true
+		}
+	}
 	if len(w) >= 2 && hourWord.MatchString(w0) && minWord.MatchString(bare(w[1])) &&
 		(len(w) == 2 || unitWord.MatchString(bare(w[1]))) {
 		if d, ok := ParseDuration(w0 + bare(w[1])); ok {
@@ -219,6 +235,11 @@ func leadingDuration(w []string) (d time.Duration, n int, strong bool) {
 func trailingDuration(w []string) (d time.Duration, n int, strong bool) {
 	l := len(w)
 	last := bare(w[l-1])
+	if l >= 2 && digits.MatchString(bare(w[l-2])) && unitAlone.MatchString(last) {
+		if d, ok := ParseDuration(bare(w[l-2]) + last); ok {
+			return d, 2, true
+		}
+	}
 	if l >= 2 && hourWord.MatchString(bare(w[l-2])) && minWord.MatchString(last) {
 		if d, ok := ParseDuration(bare(w[l-2]) + last); ok {
 			return d, 2, true

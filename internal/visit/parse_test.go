@@ -23,6 +23,14 @@ func TestParse(t *testing.T) {
 		{"visit duration behind", "VISIT 14 Elm Road 45m", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
 		// A bare number in front is the duration, the number behind it the house.
 		{"visit bare number in front", "VISIT 45 14 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
+		// The unit may be a word of its own, in front or behind.
+		{"visit 45 mins", "VISIT 45 mins 14 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
+		{"visit 1 hour", "visit 1 hour 14 Elm Road", Command{Verb: VerbVisit, Duration: time.Hour, Destination: "14 Elm Road"}},
+		{"visit place then 2 hours", "VISIT 14 Elm Road 2 hours", Command{Verb: VerbVisit, Duration: 2 * time.Hour, Destination: "14 Elm Road"}},
+		// A single letter after a number is part of an address, not a unit.
+		{"visit S street", "VISIT 30 14 S Street", Command{Verb: VerbVisit, Duration: 30 * time.Minute, Destination: "14 S Street"}},
+		// A lone question mark asks for the status.
+		{"question mark", "?", Command{Verb: VerbStatus}},
 		// Hours and minutes written as two words in front need a unit on the minutes.
 		{"visit 1h 30m in front", "VISIT 1h 30m Elm Road", Command{Verb: VerbVisit, Duration: 90 * time.Minute, Destination: "Elm Road"}},
 		// Otherwise the bare number after the hours is the house number.
