@@ -152,9 +152,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 
 	poll := o.Poll
 	publicURL := cfg.PublicURL
+	checker, _ := sender.(notify.Checker) // sms.Client and sms.Console both are
 	a.notifier = notify.New(notify.Options{
 		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease,
 		Limiter: st.NewSendLimiter(cfg.Twilio.MaxSendsPerSecond),
+		// Before sending again something that may have gone (a timeout, a crash
+		// mid-send), ask Twilio whether it has it.
+		Checker: checker,
 		ContactLimit: st.NewContactLimiter(contactWindow, map[string]int64{
 			visit.ChannelSMS: contactMaxSMS, visit.ChannelCall: contactMaxCalls,
 		}),

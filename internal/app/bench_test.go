@@ -1,19 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vigil-safety/vigil/internal/app"
-	"github.com/vigil-safety/vigil/internal/config"
 	"github.com/vigil-safety/vigil/internal/redistest"
 	"github.com/vigil-safety/vigil/internal/sms"
 	"github.com/vigil-safety/vigil/internal/sms/smstest"
@@ -25,23 +19,7 @@ import (
 func BenchmarkInboundVisitIn(b *testing.B) {
 	srv := redistest.Start(b)
 	fake := smstest.NewServer(b, accountSID)
-	path := filepath.Join(b.TempDir(), "vigil.yaml")
-	if err := os.WriteFile(path, []byte(testConfig(srv.URL(), fake.URL())), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(path, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := app.New(b.Context(), cfg, app.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	base := "http://" + a.Addr()
+	base := runApp(b, testConfig(srv.URL(), fake.URL())).base
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	post := func(i int, body string) {
 		form := url.Values{"From": {janePhone}, "To": {twilioNumber}, "Body": {body},

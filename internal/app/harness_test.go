@@ -355,3 +355,26 @@ func (e *env) get(d *daemon, path string) int {
 	res.Body.Close()
 	return res.StatusCode
 }
+
+// runApp runs Vigil on the real clock with the configuration yaml, until the test
+// ends (for benchmarks and real-time tests; timelines use env and its fake clock).
+func runApp(tb testing.TB, yaml string) *daemon {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "vigil.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := app.New(tb.Context(), cfg, app.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return &daemon{App: a, base: "http://" + a.Addr()}
+}

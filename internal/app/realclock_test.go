@@ -1,20 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/vigil-safety/vigil/internal/app"
-	"github.com/vigil-safety/vigil/internal/config"
 	"github.com/vigil-safety/vigil/internal/redistest"
 	"github.com/vigil-safety/vigil/internal/sms/smstest"
 )
@@ -30,23 +23,7 @@ func TestRealClockTimersFire(t *testing.T) {
 	yaml := testConfig(srv.URL(), fake.URL())
 	yaml = strings.Replace(yaml, "visits: { default_duration: 60m, max_duration: 8h, reminder_before: 10m, grace: 5m }",
 		"visits: { default_duration: 60m, max_duration: 8h, reminder_before: 1s, grace: 1s }", 1)
-	path := filepath.Join(t.TempDir(), "vigil.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(t.Context(), cfg, app.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	d := &daemon{App: a, base: "http://" + a.Addr()}
+	d := runApp(t, yaml)
 	e := &env{t: t, twilio: fake}
 
 	opened := time.Now()
@@ -62,7 +39,7 @@ func TestRealClockTimersFire(t *testing.T) {
 		}
 		t.Logf("to %s at +%s", m.To, at.Round(time.Millisecond))
 	}
-	mfs, err := a.Registry().Gather()
+	mfs, err := d.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

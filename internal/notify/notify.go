@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,14 @@ import (
 type Sender interface {
 	SendSMS(ctx context.Context, m sms.Outbound) (sid string, err error)
 	PlaceCall(ctx context.Context, c sms.Call) (sid string, err error)
+}
+
+// Checker asks Twilio whether a message or call was created (sms.Client; the
+// sms.Console finds nothing). found false with a nil error means Twilio has no
+// such message or call.
+type Checker interface {
+	FindSent(ctx context.Context, to, body string, since time.Time) (sid string, found bool, err error)
+	FindCall(ctx context.Context, to string, since time.Time) (sid string, found bool, err error)
 }
 
 // Failure is a message that could not be sent, for the service to re-route.
@@ -100,6 +109,12 @@ type Options struct {
 	ContactLimit interface {
 		Allow(ctx context.Context, phone, channel string, now time.Time) (bool, time.Time, error)
 	}
+	// Checker, when set, is asked before a message is sent again after a send
+	// whose outcome is unknown (Twilio's answer never came, or a replica died
+	// mid-send): if Twilio has it, it is recorded as sent under Twilio's SID
+	// instead of going out twice. Without a Checker such a message is sent once
+	// more, blindly.
+	Checker Checker
 }
 
 // Dispatcher is the outbox loop.
@@ -243,10 +258,7 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) bool {
 func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	log := d.o.Log.With("msg", o.Msg.ID, "kind", o.Msg.Kind, "school", o.School)
 	now := d.o.Now()
-	if o.State == "sending" && o.Attempts >= 2 {
-		// Two sends began and neither was recorded: each may have reached Twilio.
-		// One re-send after a crash is the most Vigil allows itself.
-		d.fail(ctx, log, o, 0, "uncertain", "gave up: earlier sends may have gone out")
+	if o.State == "sending" && !d.settle(ctx, log, o, now) {
 		return
 	}
 	if err := d.o.Store.RecordAttempt(ctx, o, now); err != nil {
@@ -274,7 +286,16 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 		return
 	}
 	var se *sms.Error
-	retryable := errors.As(err, &se) && (se.Retryable || se.Uncertain)
+	if errors.As(err, &se) && se.Uncertain {
+		// Twilio may have it. The message stays in state "sending" until its lease
+		// ends; then whichever replica claims it asks Twilio before sending again
+		// (settle). Waiting out the lease also lets Twilio finish a request whose
+		// answer was lost, so that the question finds it.
+		log.Warn("send outcome unknown; Twilio will be asked when the lease ends", "attempt", o.Attempts+1,
+			"check_at", time.UnixMilli(o.Lease), "err", err)
+		return
+	}
+	retryable := errors.As(err, &se) && se.Retryable
 	if !errors.As(err, &se) {
 		retryable = true // an unclassified failure is treated as transient
 	}
@@ -294,6 +315,89 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	log.Warn("send failed; will retry", "attempt", o.Attempts+1, "retry_at", at, "err", err)
 	if err := d.o.Store.RecordRetry(ctx, o, at, reason); err != nil {
 		d.lost(log, err)
+	}
+}
+
+// Settling a send whose outcome is unknown.
+const (
+	// checkSkew widens the window asked about, for the difference between our
+	// clock (when the attempt began) and Twilio's (when it created the message).
+	checkSkew = time.Minute
+	// checkFor is how long a message other than an alert waits for Twilio to
+	// answer the question before it is given up.
+	checkFor = 10 * time.Minute
+)
+
+// settle handles a claimed message found in state "sending": a send began and
+// its outcome was never recorded (a replica died mid-send, or Twilio's answer
+// never came), so Twilio may have it. It reports whether to send it (again) now;
+// if not, it has recorded what happened, or left the message to come back when
+// its lease ends.
+//
+// With a Checker, Twilio is asked first: a message it has is recorded as sent
+// under its SID. One that it does not have is sent again, at most once more (as
+// without a Checker: after two sends that may both have gone out, the message is
+// given up and re-routed rather than risk a third copy). When Twilio cannot be
+// asked, an alert or panic goes out again, since a missing alert is worse than a
+// duplicate; anything else is asked about again later.
+func (d *Dispatcher) settle(ctx context.Context, log *slog.Logger, o store.Outgoing, now time.Time) bool {
+	const gaveUp = "gave up: earlier sends may have gone out"
+	if d.o.Checker == nil {
+		if o.Attempts >= 2 {
+			d.fail(ctx, log, o, 0, "uncertain", gaveUp)
+			return false
+		}
+		return true
+	}
+	since := o.AttemptAt.Add(-checkSkew)
+	if o.AttemptAt.IsZero() {
+		since = now.Add(-checkFor)
+	}
+	// The question may take half of what is left of the lease, leaving the rest
+	// for a send; one that takes longer counts as Twilio not answering.
+	cctx, cancel := context.WithTimeout(ctx, time.UnixMilli(o.Lease).Sub(now)/2)
+	var sid string
+	var found bool
+	var err error
+	if o.Msg.Channel == visit.ChannelCall {
+		sid, found, err = d.o.Checker.FindCall(cctx, o.Msg.To, since)
+	} else {
+		sid, found, err = d.o.Checker.FindSent(cctx, o.Msg.To, o.Msg.Body, since)
+	}
+	cancel()
+	urgent := o.Msg.Kind == visit.KindAlert || o.Msg.Priority == visit.PriorityPanic
+	switch {
+	case err == nil && found:
+		log.Info("an earlier send reached Twilio: recorded, not sent again", "sid", sid, "attempts", o.Attempts)
+		if err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now()); err != nil {
+			d.lost(log, err)
+			return false
+		}
+		if d.o.OnSent != nil {
+			d.o.OnSent(ctx, sid)
+		}
+		d.count(o.Msg, "sent")
+		return false
+	case o.Attempts >= 2:
+		if err != nil {
+			d.fail(ctx, log, o, 0, "uncertain", gaveUp+" (Twilio could not be asked: "+err.Error()+")")
+		} else {
+			d.fail(ctx, log, o, 0, "uncertain", "gave up: Twilio has none of "+strconv.Itoa(o.Attempts)+" sends")
+		}
+		return false
+	case err == nil:
+		log.Info("Twilio does not have the earlier send; sending again", "attempts", o.Attempts)
+		return true
+	case urgent:
+		log.Warn("Twilio could not be asked about an earlier send; sending an alert again rather than risk none", "err", err)
+		return true
+	case !o.AttemptAt.IsZero() && now.Sub(o.AttemptAt) < checkFor:
+		log.Warn("Twilio could not be asked about an earlier send; will ask again when the lease ends",
+			"check_at", time.UnixMilli(o.Lease), "err", err)
+		return false
+	default:
+		d.fail(ctx, log, o, 0, "uncertain", gaveUp+" (Twilio could not be asked since "+o.AttemptAt.Format(time.RFC3339)+": "+err.Error()+")")
+		return false
 	}
 }
 

@@ -36,7 +36,9 @@ type exchange struct {
 	ctx   context.Context
 	wrote atomic.Bool // the whole request reached the connection at least once
 	// status is the HTTP status of the last answer, 0 if none came back. Written
-	// and read on the caller's goroutine only.
+	// by whichever goroutine sends (twilio-go fetches a list's later pages on a
+	// goroutine of its own) and read once the twilio-go call has returned, which
+	// orders the two.
 	status int
 }
 
@@ -75,7 +77,14 @@ func (x *exchange) SendRequest(method, rawURL string, data url.Values,
 	var rd io.Reader
 	switch method {
 	case http.MethodGet, http.MethodDelete:
-		target.RawQuery = data.Encode()
+		// A list's next page comes as a URL with its query and no data: keep it.
+		if len(data) > 0 {
+			q := target.Query()
+			for k, vs := range data {
+				q[k] = vs
+			}
+			target.RawQuery = q.Encode()
+		}
 	default:
 		rd = strings.NewReader(data.Encode())
 	}

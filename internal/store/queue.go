@@ -115,6 +115,8 @@ type Outgoing struct {
 	Attempts int    // sends begun before this one
 	State    string // queued, sending (a send began and was never recorded), retry
 	SID      string
+	// AttemptAt is when the last send began (RecordAttempt's now); zero if none did.
+	AttemptAt time.Time
 }
 
 // ClaimMessages claims up to max messages of a school that are ready by now, the
@@ -143,7 +145,8 @@ func (s *Store) ClaimMessages(ctx context.Context, school string, now time.Time,
 				continue
 			}
 			n, _ := strconv.Atoi(h["attempts"])
-			out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"]})
+			out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"],
+				AttemptAt: msField(h["attempt_at"])})
 		}
 	}
 	return out, nil

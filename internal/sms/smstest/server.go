@@ -1,6 +1,7 @@
 // Package smstest is a fake Twilio for tests: an httptest server that speaks
-// enough of Twilio's REST API (POST Messages.json and Calls.json, basic auth,
-// Twilio's JSON answers and error bodies) for twilio-go and package sms, records
+// enough of Twilio's REST API (POST Messages.json and Calls.json, the GET lists
+// of both with their filters and paging, basic auth, Twilio's JSON answers and
+// error bodies) for twilio-go and package sms, records
 // what was sent, lets a test wait for sends without sleeping, and injects faults
 // (error codes per number, 429 storms, slow or hung answers). It also builds the
 // signed webhook requests Twilio would make to Vigil (PostSigned, InboundSMS,
@@ -109,6 +110,8 @@ type Server struct {
 	calls     []CallRecord
 	attempts  []Attempt
 	failNext  []fault
+	failLists []fault
+	lookups   []Lookup
 	failSMS   map[string]fault
 	failCalls map[string]fault
 	gates     map[string]gate
@@ -135,6 +138,8 @@ func NewServer(t testing.TB, accountSID string, opts ...Option) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /"+apiVersion+"/Accounts/{AccountSid}/Messages.json", s.handleMessage)
 	mux.HandleFunc("POST /"+apiVersion+"/Accounts/{AccountSid}/Calls.json", s.handleCall)
+	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Messages.json", s.handleListMessages)
+	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Calls.json", s.handleListCalls)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, 20404)
 	})
@@ -260,6 +265,12 @@ func (s *Server) WaitAttempts(timeout time.Duration, ready func([]Attempt) bool)
 	return wait(s, timeout, "attempts", s.Attempts, ready)
 }
 
+// WaitLookups is WaitSent for GETs of the lists.
+func (s *Server) WaitLookups(timeout time.Duration, ready func([]Lookup) bool) []Lookup {
+	s.t.Helper()
+	return wait(s, timeout, "lookups", s.Lookups, ready)
+}
+
 // AtLeast is a predicate for the Wait methods: at least n records.
 func AtLeast[T any](n int) func([]T) bool {
 	return func(xs []T) bool { return len(xs) >= n }
@@ -304,6 +315,8 @@ func dump[T any](xs []T) string {
 			fmt.Fprintf(&b, "%s to=%s url=%s twiml=%q", v.SID, v.To, v.URL, v.TwiML)
 		case Attempt:
 			fmt.Fprintf(&b, "%s to=%s -> %d code=%d sid=%s", v.Resource, v.To, v.HTTPStatus, v.Code, v.SID)
+		case Lookup:
+			fmt.Fprintf(&b, "GET %s %s -> %d", v.Resource, v.Query.Encode(), v.HTTPStatus)
 		default:
 			fmt.Fprintf(&b, "%+v", v)
 		}
@@ -448,30 +461,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 	if from == "" {
 		status = "accepted" // a messaging service picks the sender later
 	}
-	uri := "/" + apiVersion + "/Accounts/" + s.accountSID + "/Messages/" + m.SID + ".json"
-	date := m.At.UTC().Format(time.RFC1123Z)
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"account_sid":           s.accountSID,
-		"api_version":           apiVersion,
-		"body":                  body,
-		"date_created":          date,
-		"date_sent":             nil,
-		"date_updated":          date,
-		"direction":             "outbound-api",
-		"error_code":            nil,
-		"error_message":         nil,
-		"from":                  nullIfEmpty(from),
-		"messaging_service_sid": nullIfEmpty(msid),
-		"num_media":             "0",
-		"num_segments":          strconv.Itoa(segments),
-		"price":                 nil,
-		"price_unit":            "USD",
-		"sid":                   m.SID,
-		"status":                status,
-		"subresource_uris":      map[string]string{"media": strings.TrimSuffix(uri, ".json") + "/Media.json"},
-		"to":                    to,
-		"uri":                   uri,
-	})
+	writeJSON(w, http.StatusCreated, s.messageJSON(m, status, nil))
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
@@ -521,37 +511,7 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	s.notifyLocked()
 	s.mu.Unlock()
 
-	uri := "/" + apiVersion + "/Accounts/" + s.accountSID + "/Calls/" + c.SID + ".json"
-	date := c.At.UTC().Format(time.RFC1123Z)
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"account_sid":      s.accountSID,
-		"annotation":       nil,
-		"answered_by":      nil,
-		"api_version":      apiVersion,
-		"caller_name":      nil,
-		"date_created":     date,
-		"date_updated":     date,
-		"direction":        "outbound-api",
-		"duration":         nil,
-		"end_time":         nil,
-		"forwarded_from":   nil,
-		"from":             from,
-		"from_formatted":   from,
-		"group_sid":        nil,
-		"parent_call_sid":  nil,
-		"phone_number_sid": nil,
-		"price":            nil,
-		"price_unit":       "USD",
-		"queue_time":       "0",
-		"sid":              c.SID,
-		"start_time":       nil,
-		"status":           "queued",
-		"subresource_uris": map[string]string{},
-		"to":               to,
-		"to_formatted":     to,
-		"trunk_sid":        nil,
-		"uri":              uri,
-	})
+	writeJSON(w, http.StatusCreated, s.callJSON(c, "queued", nil))
 }
 
 // refuse records a refused attempt and answers with Twilio's error body.
