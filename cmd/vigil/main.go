@@ -75,6 +75,7 @@ func usage(w io.Writer) {
   vigil serve [--config FILE]                                  run the daemon
   vigil check-config --config FILE                             validate and print the configuration
   vigil sms [--config FILE] [--url BASE_URL] --from NUMBER TEXT  send an SMS to a running daemon as Twilio would
+  vigil user add|list|delete --config FILE ...                   manage office console users (passwords read from stdin)
   vigil version
 `)
 }

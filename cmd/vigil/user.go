@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/vigil-safety/vigil/internal/config"
 	"github.com/vigil-safety/vigil/internal/store"
 	"github.com/vigil-safety/vigil/internal/web/console"
 )
@@ -48,14 +50,19 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // openUserStore loads the configuration and connects to its Redis. The embedded
 // store is refused: a user added there would be gone when this command exits.
 func openUserStore(ctx context.Context, path string, stderr io.Writer) (*store.Store, bool) {
+	st, _, ok := openUserStoreConfig(ctx, path, stderr)
+	return st, ok
+}
+
+func openUserStoreConfig(ctx context.Context, path string, stderr io.Writer) (*store.Store, *config.Config, bool) {
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	if cfg.Redis.URL == "" && cfg.Redis.Sentinel.Master == "" && len(cfg.Redis.ClusterAddrs) == 0 {
 		fmt.Fprintln(stderr, "vigil user: redis.url is not set, so users cannot be kept (the embedded store lives only inside a running daemon).")
 		fmt.Fprintf(stderr, "In demo mode sign in as %q with the password %q.\n", console.DemoUser, console.DemoPassword)
-		return nil, false
+		return nil, nil, false
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.Open(ctx, store.Options{
@@ -64,9 +71,9 @@ func openUserStore(ctx context.Context, path string, stderr io.Writer) (*store.S
 	}, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil user: %v\n", err)
-		return nil, false
+		return nil, nil, false
 	}
-	return st, true
+	return st, cfg, true
 }
 
 func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -112,14 +119,15 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, ok := openUserStore(ctx, *path, stderr)
+	st, cfg, ok := openUserStoreConfig(ctx, *path, stderr)
 	if !ok {
 		return exitConfig
 	}
 	defer st.Close()
-	if *school != "" {
+	if *school != "" && !slices.ContainsFunc(cfg.Directory.Schools, func(s config.School) bool { return s.ID == *school }) {
+		// Not provisioned by the file: it may have been added in the console.
 		if _, err := st.School(ctx, *school); errors.Is(err, store.ErrNotFound) {
-			fmt.Fprintf(stderr, "vigil user add: school %q is not in the directory (has the daemon started once with this configuration?)\n", *school)
+			fmt.Fprintf(stderr, "vigil user add: school %q is neither in the configuration's directory nor added in the console\n", *school)
 			return exitConfig
 		} else if err != nil {
 			fmt.Fprintf(stderr, "vigil user add: %v\n", err)

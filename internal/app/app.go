@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ import (
 	"github.com/vigil-safety/vigil/internal/store"
 	"github.com/vigil-safety/vigil/internal/visit"
 	"github.com/vigil-safety/vigil/internal/web"
+	"github.com/vigil-safety/vigil/internal/web/console"
 )
 
 // Leases and timeouts. A replica that dies holding a timer or a message hands it
@@ -131,9 +133,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	svcMetrics := service.NewMetrics(a.registry)
 
 	var sender notify.Sender
+	var phone *console.Phone
 	if cfg.Twilio.Console() {
 		o.Log.Warn("no Twilio credentials: messages are printed to the console, not sent")
-		sender = sms.NewConsole(o.Console)
+		// The console's phone page shows the last messages too.
+		phone = console.NewPhone(o.Console, 200, o.Now)
+		sender = sms.NewConsole(phone)
 	} else {
 		c, err := sms.New(sms.Options{
 			AccountSID: cfg.Twilio.AccountSID, AuthToken: cfg.Twilio.AuthToken,
@@ -210,6 +215,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			return a.jobs.MonthlyReport(ctx, school, month)
 		},
 	}
+	if err := a.console(ctx, cfg, loc, phone, &webOpts); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if cfg.Twilio.ValidateSignatures {
 		token := cfg.Twilio.AuthToken
 		webOpts.CheckSignature = func(full string, form url.Values, sig string) bool {
@@ -226,6 +235,39 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return a, nil
+}
+
+// console builds the office console and the directory API into webOpts. With the
+// embedded store and the console SMS driver (the demo), a demo user is made and the
+// phone page is on.
+func (a *App) console(ctx context.Context, cfg *config.Config, loc *time.Location, phone *console.Phone, webOpts *web.Options) error {
+	dir := console.NewDirectory(a.store, cfg.DefaultRegion, a.now)
+	var lists []string
+	for _, l := range cfg.Escalation.Levels {
+		if !slices.Contains(lists, l.Name) {
+			lists = append(lists, l.Name)
+		}
+	}
+	if !slices.Contains(lists, visit.ListHeadteacher) {
+		lists = append(lists, visit.ListHeadteacher)
+	}
+	demo := phone != nil && a.store.Embedded()
+	if demo {
+		if err := console.EnsureDemoUser(ctx, a.store, a.now()); err != nil {
+			return fmt.Errorf("demo user: %w", err)
+		}
+		a.log.Warn("demo mode: sign in to the console at " + cfg.PublicURL + " as " + console.DemoUser + " with the password " + console.DemoPassword)
+	}
+	con, err := console.New(console.Options{
+		Service: a.service, Store: a.store, Directory: dir, Log: a.log, Now: a.now, Location: loc,
+		PublicURL: cfg.PublicURL, ReminderBefore: cfg.Visits.ReminderBefore, Grace: cfg.Visits.Grace,
+		DefaultDuration: cfg.Visits.DefaultDuration, Lists: lists, Phone: phone, DemoLogin: demo,
+	})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	webOpts.Directory, webOpts.Console = dir, con
+	return nil
 }
 
 // Policy is the domain's view of the configuration's timings and ladder.

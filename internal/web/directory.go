@@ -67,10 +67,10 @@ func (s *Server) listOfficers(w http.ResponseWriter, r *http.Request, who string
 }
 
 type officerBody struct {
-	ID      string  `json:"id"`
-	Name    string  `json:"name"`
-	Phone   string  `json:"phone"`
-	School  string  `json:"school"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Phone   string `json:"phone"`
+	School  string `json:"school"`
 	Vehicle *struct {
 		Make             string `json:"make"`
 		Model            string `json:"model"`

@@ -172,6 +172,7 @@ type loginData struct {
 	Name  string
 	Next  string
 	Error string
+	Demo  bool
 }
 
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -179,7 +180,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	h.render(w, r, http.StatusOK, "login", nil, "Sign in", loginData{Next: safeNext(r.URL.Query().Get("next"))})
+	h.render(w, r, http.StatusOK, "login", nil, "Sign in", loginData{Next: safeNext(r.URL.Query().Get("next")), Demo: h.o.DemoLogin})
 }
 
 // clientIP is the address a request came from (the proxy's, behind one).
@@ -201,7 +202,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimSpace(r.PostForm.Get("name"))
 	pw := r.PostForm.Get("password")
 	next := safeNext(r.PostForm.Get("next"))
-	data := loginData{Name: name, Next: next}
+	data := loginData{Name: name, Next: next, Demo: h.o.DemoLogin}
 	ip := clientIP(r)
 
 	if wait, err := h.loginBlocked(ctx, name, ip); err != nil {

@@ -161,9 +161,9 @@ func (h *Handler) visitRow(v *visit.Visit, dir *directory, now time.Time) visitR
 	case left <= 0:
 		row.Class, row.Status, row.Countdown = "red", "Late", span(-left)+" late"
 	case left <= h.o.ReminderBefore:
-		row.Class, row.Status, row.Countdown = "amber", "Due soon", "due in "+span(left)
+		row.Class, row.Status, row.Countdown = "amber", "Due soon", "due in "+spanUp(left)
 	default:
-		row.Status, row.Countdown = "Out", "due in "+span(left)
+		row.Status, row.Countdown = "Out", "due in "+spanUp(left)
 	}
 	return row
 }
@@ -188,6 +188,15 @@ func span(d time.Duration) string {
 		return fmt.Sprintf("%d min", int(d.Minutes()))
 	}
 	return fmt.Sprintf("%d h %02d min", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// spanUp is span rounded up to the minute: what is left before a due time ("due in
+// 45 min" until the 45th minute has begun).
+func spanUp(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute != 0 {
+		d = d.Truncate(time.Minute) + time.Minute
+	}
+	return span(d)
 }
 
 // renderLive renders the live part of the board and its version (a hash of it).

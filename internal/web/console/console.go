@@ -98,6 +98,9 @@ type Options struct {
 	Lists []string
 	// Phone, when set (console SMS driver: demo mode), enables the phone page.
 	Phone *Phone
+	// DemoLogin shows the demo user's sign-in on the sign-in page (EnsureDemoUser
+	// made it).
+	DemoLogin bool
 	// BcryptCost is the cost of new password hashes (0: DefaultCost).
 	BcryptCost int
 	// IdleTimeout ends a session not used for this long (0: 8h).

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/vigil-safety/vigil/internal/app"
 	"github.com/vigil-safety/vigil/internal/config"
 	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/service"
 	"github.com/vigil-safety/vigil/internal/sms/smstest"
 	"github.com/vigil-safety/vigil/internal/store"
 	"github.com/vigil-safety/vigil/internal/web"
@@ -280,8 +282,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// contains checks s, read as HTML text (html/template writes + as &#43;).
 func contains(t *testing.T, what, s string, subs ...string) {
 	t.Helper()
+	s = html.UnescapeString(s)
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
 			t.Errorf("%s does not contain %q:\n%s", what, sub, s)
@@ -291,9 +295,18 @@ func contains(t *testing.T, what, s string, subs ...string) {
 
 func lacks(t *testing.T, what, s string, subs ...string) {
 	t.Helper()
+	s = html.UnescapeString(s)
 	for _, sub := range subs {
 		if strings.Contains(s, sub) {
 			t.Errorf("%s contains %q", what, sub)
 		}
 	}
 }
+
+type smstestMessage = smstest.Message
+
+func serviceReq(officer string) service.OpenVisitRequest {
+	return service.OpenVisitRequest{Officer: officer, Destination: "1 Test Street", Duration: 30 * time.Minute}
+}
+
+var _ web.Directory = (*console.Directory)(nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,7 +229,7 @@ func (h *Handler) phoneSend(w http.ResponseWriter, r *http.Request, u *store.Use
 	}
 	body := strings.TrimSpace(r.PostForm.Get("body"))
 	if body == "" {
-		h.done(w, r, "/phone?from="+from, invalid("write the text to send"), "")
+		h.done(w, r, "/phone?from="+url.QueryEscape(from), invalid("write the text to send"), "")
 		return
 	}
 	sid := make([]byte, 16)
@@ -236,14 +237,14 @@ func (h *Handler) phoneSend(w http.ResponseWriter, r *http.Request, u *store.Use
 	h.o.Phone.record(PhoneMessage{Dir: "in", Kind: "sms", From: from, Body: body})
 	reply, err := h.o.Service.HandleSMS(r.Context(), service.InboundSMS{From: from, Body: body, SID: "SMWEB" + hex.EncodeToString(sid)})
 	if err != nil {
-		h.done(w, r, "/phone?from="+from, err, "")
+		h.done(w, r, "/phone?from="+url.QueryEscape(from), err, "")
 		return
 	}
 	if reply != "" {
 		h.o.Phone.record(PhoneMessage{Dir: "reply", Kind: "sms", To: from, Body: reply})
 	}
 	h.log.Info("demo SMS sent from the phone page", "by", u.Name)
-	http.Redirect(w, r, "/phone?from="+from, http.StatusSeeOther)
+	http.Redirect(w, r, "/phone?from="+url.QueryEscape(from), http.StatusSeeOther)
 }
 
 func (h *Handler) region() string {

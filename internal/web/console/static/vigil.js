@@ -17,8 +17,10 @@
 
   function words(s) { var o = {}; (s || "").split(" ").forEach(function (w) { if (w) { o[w] = true; } }); return o; }
 
-  function span(ms) {
+  // span writes a duration as the server does; up rounds minutes up (time left).
+  function span(ms, up) {
     var s = Math.max(0, Math.floor(ms / 1000));
+    if (up && s >= 60 && s % 60 !== 0) { s = (Math.floor(s / 60) + 1) * 60; }
     if (s < 60) { return s + " s"; }
     var m = Math.floor(s / 60);
     if (m < 60) { return m + " min"; }
@@ -32,7 +34,7 @@
     root.querySelectorAll("[data-due]").forEach(function (el) {
       var due = Number(el.getAttribute("data-due")), left = due - now;
       var card = el.closest(".visit"), badge = card && card.querySelector(".badge");
-      var cls = "", label = "Out", text = "due in " + span(left);
+      var cls = "", label = "Out", text = "due in " + span(left, true);
       if (el.getAttribute("data-state") === "overdue") { cls = "red"; label = "Overdue"; text = span(-left) + " overdue"; }
       else if (left <= 0) { cls = "red"; label = "Late"; text = span(-left) + " late"; }
       else if (left <= reminder) { cls = "amber"; label = "Due soon"; }
@@ -126,7 +128,7 @@
       known = next;
       if (fresh) { cue(); }
       tick();
-      say("Live. Last update " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) + ".", false);
+      say("Live. Last update " + new Date().toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }) + ".", false);
       setTimeout(poll, 2000);
     };
     req.onerror = req.ontimeout = fail;
