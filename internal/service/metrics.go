@@ -49,6 +49,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"overdue", "panic", "duress"} {
 		m.AlertsTotal.WithLabelValues(r)
 	}
+	// An officer or contact opting out of SMS (Twilio 21610) has a rule of its own.
+	for _, k := range []string{"reminder", "alert", "all_clear", "notice"} {
+		m.DeliveryFailures.WithLabelValues("sms", k, "21610")
+	}
 	for _, ch := range []string{"sms", "call"} {
 		for _, k := range []string{"reminder", "alert", "all_clear", "notice", "reply"} {
 			for _, res := range []string{"sent", "failed", "delivered", "undelivered"} {
