@@ -127,6 +127,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vigil_outbox_depth", Help: "Messages waiting to be sent, across all schools.",
 	}, a.gauge(st.OutboxDepth)))
+	if !st.Embedded() {
+		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_redis_replicas_in_sync",
+			Help: "Redis replicas online with an acknowledgement at most 10 s old (least over Cluster masters; -1 unknown). " +
+				"At 0, recent writes exist on one machine only: a failover or its loss loses them.",
+		}, a.gauge(func(ctx context.Context, _ []string) (int64, error) { return st.ReplicasInSync(ctx, 10*time.Second) })))
+	}
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vigil_alert_oldest_unacked_seconds", Help: "Age of the oldest open alert nobody has taken charge of (0 when none).",
 	}, a.oldestUnacked))
@@ -159,7 +166,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	publicURL := cfg.PublicURL
 	checker, _ := sender.(notify.Checker) // sms.Client and sms.Console both are
 	a.notifier = notify.New(notify.Options{
-		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease,
+		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease, SendTimeout: twilioTimeout,
+		// A claim takes two seconds' worth of sends at the configured rate, so a
+		// batch never waits out its lease in the rate limiter.
+		Batch: max(1, min(64, 2*cfg.Twilio.MaxSendsPerSecond)),
 		Limiter: st.NewSendLimiter(cfg.Twilio.MaxSendsPerSecond),
 		// Before sending again something that may have gone (a timeout, a crash
 		// mid-send), ask Twilio whether it has it.

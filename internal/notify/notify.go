@@ -48,7 +48,7 @@ type Store interface {
 	SchoolIDs(ctx context.Context) ([]string, error)
 	ClaimMessages(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]store.Outgoing, error)
 	NextMessage(ctx context.Context, school string) (time.Time, bool, error)
-	RecordAttempt(ctx context.Context, o store.Outgoing, now time.Time) error
+	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error)
 	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
 	RecordRetry(ctx context.Context, o store.Outgoing, at time.Time, reason string) error
 	RecordFailed(ctx context.Context, o store.Outgoing, reason string) error
@@ -82,8 +82,14 @@ type Options struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics *Metrics
-	// Lease is how long a claimed message is held: longer than any send takes.
+	// Lease is how long a claimed message is held; it is renewed when the send
+	// begins, and must be longer than SendTimeout.
 	Lease time.Duration
+	// SendTimeout is the longest a request to Twilio takes (the HTTP timeout).
+	SendTimeout time.Duration
+	// Batch is how many messages one claim takes (default 64); keep it to what the
+	// rate limit sends in well under a lease.
+	Batch int
 	// Poll is the longest the dispatcher sleeps without a wake-up.
 	Poll time.Duration
 	// Workers send in parallel.
@@ -131,6 +137,12 @@ func New(o Options) *Dispatcher {
 	if o.Lease <= 0 {
 		o.Lease = 60 * time.Second
 	}
+	if o.SendTimeout <= 0 || o.SendTimeout >= o.Lease {
+		o.SendTimeout = o.Lease * 3 / 4
+	}
+	if o.Batch <= 0 {
+		o.Batch = 64
+	}
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
@@ -154,8 +166,6 @@ func (d *Dispatcher) Wake() {
 	default:
 	}
 }
-
-const batch = 64
 
 // Run sends until ctx ends. On shutdown it finishes the sends under way; claimed
 // messages it did not start go back to the queue when their lease ends.
@@ -192,7 +202,7 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 	var next time.Time
 	for _, sc := range schools {
 		for ctx.Err() == nil {
-			claimed, err := d.o.Store.ClaimMessages(ctx, sc, d.o.Now(), d.o.Lease, batch)
+			claimed, err := d.o.Store.ClaimMessages(ctx, sc, d.o.Now(), d.o.Lease, d.o.Batch)
 			if err != nil {
 				return time.Time{}, err
 			}
@@ -210,7 +220,7 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 				})
 			}
 			_ = g.Wait()
-			if len(claimed) < batch {
+			if len(claimed) < d.o.Batch {
 				break
 			}
 		}
@@ -261,13 +271,20 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	if o.State == "sending" && !d.settle(ctx, log, o, now) {
 		return
 	}
-	if err := d.o.Store.RecordAttempt(ctx, o, now); err != nil {
+	o, err := d.o.Store.StartSend(ctx, o, now, d.o.Lease)
+	if err != nil {
 		d.lost(log, err)
+		return
+	}
+	if d.o.Now().Add(d.o.SendTimeout).After(time.UnixMilli(o.Lease)) {
+		// This replica stalled since it renewed the claim (a pause, a long GC): a
+		// request now could outlive the claim and race the replica that takes it
+		// over. Leave the message to that replica.
+		log.Warn("claim too close to its end to send; leaving the message to another replica")
 		return
 	}
 	start := time.Now()
 	var sid string
-	var err error
 	if o.Msg.Channel == visit.ChannelCall {
 		sid, err = d.o.Sender.PlaceCall(ctx, sms.Call{To: o.Msg.To, TwiML: d.o.CallTwiML(o.Msg)})
 	} else {

@@ -50,6 +50,12 @@ type Option func(*options)
 type options struct {
 	aof  bool
 	args []string
+	// conf, when set, is a configuration file passed first on the command
+	// line (a sentinel needs one it can rewrite); sentinel runs the server in
+	// sentinel mode. ready replaces readyLine (a sentinel logs another line).
+	conf     string
+	sentinel bool
+	ready    string
 }
 
 // WithAOF turns on the append-only file with appendfsync always, so that
@@ -342,14 +348,21 @@ var errPortTaken = errors.New("port already in use")
 // spawn runs redis-server on port and returns once it logs readiness. On
 // failure the process has been reaped.
 func (s *Server) spawn(port int) (*process, error) {
-	args := []string{
+	var args []string
+	if s.opts.conf != "" {
+		args = append(args, s.opts.conf)
+	}
+	if s.opts.sentinel {
+		args = append(args, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--protected-mode", "no",
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--save", "",
-	}
+	)
 	if s.opts.aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
@@ -382,7 +395,11 @@ func (s *Server) spawn(port int) (*process, error) {
 		exited:  make(chan struct{}),
 		log:     &logTail{max: logTailLines},
 	}
-	go p.readOutput(r)
+	ready := readyLine
+	if s.opts.ready != "" {
+		ready = s.opts.ready
+	}
+	go p.readOutput(r, ready)
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
@@ -429,7 +446,7 @@ func (p *process) pid() int { return p.cmd.Process.Pid }
 // signal sends sig to this process only, by PID.
 func (p *process) signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
-func (p *process) readOutput(r *os.File) {
+func (p *process) readOutput(r *os.File, readyLine string) {
 	defer close(p.drained)
 	defer r.Close()
 	sc := bufio.NewScanner(r)

@@ -29,14 +29,20 @@ import (
 //	msg:  [[hash_k, outbox_k, id, json, score]] queue a message unless its hash exists
 //	xadd: [[k, json, maxlen]] append to a stream
 //	pub:  [channel, text] announce (new timers or messages) once committed
-//	wt:   [k, score] announce only if the timer set's earliest is now this score
-//	      (a timer that falls due before all others): other timers change nothing
-//	      for a scheduler that already sleeps until an earlier one
+//	wt:   [k] announce only if the timer set's earliest instant is now sooner
+//	      than before: other timer changes mean nothing to a scheduler that
+//	      already sleeps until an earlier (or the same) instant
 //
 // Returns 1 when committed, 2 when committed and announced, 0 on a conflict, -1
 // when the claim was lost.
 var commitScript = redis.NewScript(`
 local tx = cjson.decode(ARGV[1])
+local function earliest(k)
+  local first = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+  return tonumber(first[2])
+end
+local before = nil
+if tx.wt then before = earliest(tx.wt[1]) end
 if tx.f then
   local s = redis.call('ZSCORE', KEYS[tx.f[1]], tx.f[2])
   if (not s) or tonumber(s) ~= tonumber(tx.f[3]) then return -1 end
@@ -73,8 +79,8 @@ end
 if tx.pub then
   local wake = true
   if tx.wt then
-    local first = redis.call('ZRANGE', KEYS[tx.wt[1]], 0, 0, 'WITHSCORES')
-    wake = (first[2] ~= nil) and (tonumber(first[2]) == tonumber(tx.wt[2]))
+    local after = earliest(tx.wt[1])
+    wake = after ~= nil and (before == nil or after < before)
   end
   if wake then
     redis.call('PUBLISH', tx.pub[1], tx.pub[2])
@@ -359,7 +365,7 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	if len(ch.Result.Messages) > 0 || earliest > 0 {
 		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
 		if len(ch.Result.Messages) == 0 {
-			b.tx.WT = []any{b.k(k.timers(s)), earliest}
+			b.tx.WT = []any{b.k(k.timers(s))}
 		}
 	}
 	arg, err := json.Marshal(b.tx)

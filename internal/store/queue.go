@@ -201,6 +201,19 @@ func (s *Store) RecordAttempt(ctx context.Context, o Outgoing, now time.Time) er
 	return s.updateMessage(ctx, o, strconv.FormatInt(o.Lease, 10), 1, "state", "sending", "attempt_at", now.UnixMilli())
 }
 
+// StartSend notes, just before sending, that a send is under way (as RecordAttempt)
+// and renews the claim to now+lease, so the send has a whole lease to finish in
+// however long the message waited for its turn. It returns the message with its
+// new lease; ErrFenced when the claim was already lost.
+func (s *Store) StartSend(ctx context.Context, o Outgoing, now time.Time, lease time.Duration) (Outgoing, error) {
+	renewed := now.Add(lease).UnixMilli()
+	if err := s.updateMessage(ctx, o, strconv.FormatInt(renewed, 10), 1, "state", "sending", "attempt_at", now.UnixMilli()); err != nil {
+		return o, err
+	}
+	o.Lease = renewed
+	return o, nil
+}
+
 // RecordSent notes that Twilio accepted the message, and indexes its SID for
 // delivery receipts.
 func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time.Time) error {

@@ -254,3 +254,31 @@ func TestOpenEmbedded(t *testing.T) {
 		t.Errorf("embedded store did not warn: %q", logs.String())
 	}
 }
+
+// A commit wakes the schedulers only for what is sooner than they already wait
+// for: a new earliest timer, or messages to send.
+func TestCommitAnnouncesOnlySoonerWork(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	for _, tt := range []struct {
+		name string
+		ch   store.Change
+		want bool
+	}{
+		{"first timer", store.Change{Timers: map[string]time.Time{"v:a": t0.Add(time.Hour)}}, true},      // nothing was due before
+		{"later timer", store.Change{Timers: map[string]time.Time{"v:b": t0.Add(2 * time.Hour)}}, false}, // schedulers wake earlier anyway
+		{"same instant", store.Change{Timers: map[string]time.Time{"v:c": t0.Add(time.Hour)}}, false},    // they wake then anyway
+		{"sooner timer", store.Change{Timers: map[string]time.Time{"v:d": t0.Add(time.Minute)}}, true},   // must wake early
+		{"message", store.Change{Result: visit.Result{Messages: []visit.Message{msg("m1", 1)}}}, true},   // send now
+	} {
+		sn := s.Begin("s1")
+		tt.ch.Now = t0
+		if err := sn.Commit(ctx, tt.ch); err != nil {
+			t.Fatal(err)
+		}
+		if sn.Announced() != tt.want {
+			t.Errorf("%s: announced %v, want %v", tt.name, sn.Announced(), tt.want)
+		}
+	}
+}
