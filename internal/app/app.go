@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease, SendTimeout: twilioTimeout,
 		// A claim takes two seconds' worth of sends at the configured rate, so a
 		// batch never waits out its lease in the rate limiter.
-		Batch: max(1, min(64, 2*cfg.Twilio.MaxSendsPerSecond)),
+		Batch:   max(1, min(64, 2*cfg.Twilio.MaxSendsPerSecond)),
 		Limiter: st.NewSendLimiter(cfg.Twilio.MaxSendsPerSecond),
 		// Before sending again something that may have gone (a timeout, a crash
 		// mid-send), ask Twilio whether it has it.
