@@ -1,3 +1,5 @@
+//go:build chaos
+
 package chaos_test
 
 import (
@@ -70,7 +72,7 @@ func TestChaos(t *testing.T) {
 	mode := os.Getenv("VIGIL_CHAOS")
 	v, ok := variants[mode]
 	if !ok {
-		t.Skip("chaos test: set VIGIL_CHAOS=short or VIGIL_CHAOS=long (make chaos-short, make chaos)")
+		t.Fatalf("chaos test: set VIGIL_CHAOS=short or VIGIL_CHAOS=long (make chaos-short, make chaos)")
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("VIGIL_CHAOS_SEED"); s != "" {

@@ -5,7 +5,8 @@
 // (SIGSTOP, SIGCONT) and kills and restarts Redis. It then reports every alert and
 // reminder expected, sent, missing and duplicated, and how late they went out.
 //
-// It is gated by an environment variable so that `make test` does not run it:
+// It is behind the build tag "chaos" (and VIGIL_CHAOS says which variant), so
+// that `make test` does not run it:
 //
 //	make chaos-short   # VIGIL_CHAOS=short: about 1000 visits, 1-2 minutes (CI)
 //	make chaos         # VIGIL_CHAOS=long: 3000 visits due over 3 minutes
