@@ -46,7 +46,7 @@ type Failure struct {
 // Store is what the dispatcher needs of the store.
 type Store interface {
 	SchoolIDs(ctx context.Context) ([]string, error)
-	ClaimMessages(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]store.Outgoing, error)
+	ClaimMessagesAt(ctx context.Context, school string, prio int, now time.Time, lease time.Duration, max int) ([]store.Outgoing, error)
 	NextMessage(ctx context.Context, school string) (time.Time, bool, error)
 	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error)
 	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
@@ -199,31 +199,31 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	for ctx.Err() == nil {
+		claimed, err := d.claimHighest(ctx, schools)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(claimed) == 0 {
+			break
+		}
+		var g errgroup.Group
+		g.SetLimit(d.o.Workers)
+		for _, o := range claimed {
+			// Claims come highest priority first; taking rate-limit turns in that
+			// order means a panic never waits behind a reminder.
+			if !d.mayGo(ctx, o) {
+				continue
+			}
+			g.Go(func() error {
+				d.deliver(context.WithoutCancel(ctx), o)
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
 	var next time.Time
 	for _, sc := range schools {
-		for ctx.Err() == nil {
-			claimed, err := d.o.Store.ClaimMessages(ctx, sc, d.o.Now(), d.o.Lease, d.o.Batch)
-			if err != nil {
-				return time.Time{}, err
-			}
-			var g errgroup.Group
-			g.SetLimit(d.o.Workers)
-			for _, o := range claimed {
-				// Claims come highest priority first; taking rate-limit turns in
-				// that order means a panic never waits behind a reminder.
-				if !d.mayGo(ctx, o) {
-					continue
-				}
-				g.Go(func() error {
-					d.deliver(context.WithoutCancel(ctx), o)
-					return nil
-				})
-			}
-			_ = g.Wait()
-			if len(claimed) < d.o.Batch {
-				break
-			}
-		}
 		at, ok, err := d.o.Store.NextMessage(ctx, sc)
 		if err != nil {
 			return time.Time{}, err
@@ -233,6 +233,31 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 		}
 	}
 	return next, nil
+}
+
+// claimHighest claims the next batch: messages of the highest priority that has any
+// ready, across every school, so a panic in one school goes before an overdue alert
+// in another. Each batch starts again from the top, so a panic queued while a batch
+// of lower priority was being sent goes in the next one.
+func (d *Dispatcher) claimHighest(ctx context.Context, schools []string) ([]store.Outgoing, error) {
+	now := d.o.Now()
+	for _, prio := range []int{visit.PriorityPanic, visit.PriorityAlert, visit.PriorityNormal} {
+		var out []store.Outgoing
+		for _, sc := range schools {
+			if len(out) >= d.o.Batch {
+				break
+			}
+			got, err := d.o.Store.ClaimMessagesAt(ctx, sc, prio, now, d.o.Lease, d.o.Batch-len(out))
+			out = append(out, got...)
+			if err != nil {
+				return out, err
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, nil
 }
 
 // mayGo applies the throttles to a claimed message: a contact over its limit gets

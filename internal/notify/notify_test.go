@@ -197,6 +197,7 @@ func TestRefusalsAndContactLimits(t *testing.T) {
 	snd.refuse["+447700900999"] = &sms.Error{Code: 21610, HTTPStatus: 400}
 	var mu sync.Mutex
 	var failed []string
+	handedOn := make(chan struct{}, 10)
 	var msgs []visit.Message
 	for i := range 7 {
 		msgs = append(msgs, visit.Message{ID: fmt.Sprintf("rep%d", i), Kind: visit.KindAlert, To: "+447700900201", Body: fmt.Sprintf("repeat %d", i), Priority: visit.PriorityAlert})
@@ -211,8 +212,14 @@ func TestRefusalsAndContactLimits(t *testing.T) {
 			mu.Lock()
 			failed = append(failed, fmt.Sprintf("%s %d", f.Message.ID, f.Code))
 			mu.Unlock()
+			handedOn <- struct{}{}
 		}}))
 	snd.waitSends(t, 7) // 5 repeats + the first + the refused one
+	select {
+	case <-handedOn:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refused message was never handed on for re-routing")
+	}
 	got := map[string]bool{}
 	for _, b := range snd.bodies() {
 		got[b] = true
@@ -246,5 +253,38 @@ func waitDepth(t *testing.T, st *store.Store, want int64) {
 			t.Fatalf("outbox depth %d, want %d", n, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Priority holds across schools: a panic queued in one school goes before a backlog
+// of overdue alerts queued earlier in another.
+func TestPanicGoesFirstAcrossSchools(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	var backlog []visit.Message
+	for i := range 30 {
+		backlog = append(backlog, visit.Message{ID: fmt.Sprintf("over%d", i), School: "a-school", Channel: visit.ChannelSMS,
+			Kind: visit.KindAlert, To: "+447700900201", Body: fmt.Sprintf("OVERDUE %d", i), Priority: visit.PriorityAlert, First: true})
+	}
+	for _, sc := range []string{"a-school", "b-school"} {
+		if err := st.PutSchool(ctx, visit.School{ID: sc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Begin("a-school").Commit(ctx, store.Change{Result: visit.Result{Messages: backlog}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	panicMsg := visit.Message{ID: "panic", School: "b-school", Channel: visit.ChannelSMS, Kind: visit.KindAlert,
+		To: "+447700900301", Body: "PANIC", Priority: visit.PriorityPanic}
+	if err := st.Begin("b-school").Commit(ctx, store.Change{Result: visit.Result{Messages: []visit.Message{panicMsg}}, Now: t0.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	snd := newSender()
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0.Add(time.Minute) }, Workers: 1}))
+	snd.waitSends(t, 31)
+	if got := snd.bodies(); got[0] != "PANIC" {
+		t.Fatalf("first send %q, want the other school's PANIC before this school's backlog", got[0])
 	}
 }

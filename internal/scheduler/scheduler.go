@@ -1,17 +1,29 @@
 // Package scheduler fires Vigil's durable timers: it sleeps until the earliest timer
 // of any school falls due (woken early when a commit adds an earlier one), claims the
 // due timers with a lease, and hands each to the service.
+//
+// One loop owns the claiming; a fixed pool of workers handles the timers. The loop
+// knows when each school's earliest timer falls due (one pipelined round trip reads
+// them all) and sleeps until the earliest of those, exactly: a timer due at
+// 10:00:00.000 is claimed at once when the clock reads it, never before. It claims
+// from every due school in one round trip, ahead of the workers (up to MaxPending
+// timers), so a storm of timers falling due together is claimed — spread over the
+// replicas that woke for it — in a few round trips, not one batch per handled batch.
+// A claimed timer that still waits for a worker has its lease renewed before it runs
+// out, so claiming ahead never lets another replica take a timer this one is about
+// to handle; a replica that dies stops renewing, and its timers return to the others
+// when the lease ends. On shutdown the timers not yet started are handed back.
 package scheduler
 
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-safety/vigil/internal/store"
 )
@@ -19,8 +31,15 @@ import (
 // Store is what the scheduler needs of the store.
 type Store interface {
 	SchoolIDs(ctx context.Context) ([]string, error)
-	ClaimTimers(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]store.Due, error)
-	NextTimer(ctx context.Context, school string) (time.Time, bool, error)
+	// NextTimers is when each school's earliest timer falls due (zero: none).
+	NextTimers(ctx context.Context, schools []string) ([]time.Time, error)
+	// ClaimDueTimers claims up to max due timers of each school, and says when each
+	// school's earliest timer falls due after the claim.
+	ClaimDueTimers(ctx context.Context, schools []string, now time.Time, lease time.Duration, max int) ([][]store.Due, []time.Time, error)
+	// RenewTimers extends the leases of held timers and returns those still held.
+	RenewTimers(ctx context.Context, held []store.Due, now time.Time, lease time.Duration) ([]store.Due, error)
+	// ReleaseTimers hands held timers back to be claimed again at once.
+	ReleaseTimers(ctx context.Context, held []store.Due) error
 }
 
 // Handler does the work of one claimed timer. It reports whether the timer stood for
@@ -35,19 +54,23 @@ type Options struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 	// Lease is how long a claimed timer is held before another replica may take it.
+	// Timers waiting for a worker are renewed when half of it has passed.
 	Lease time.Duration
-	// Poll is the longest the scheduler sleeps: a backstop for lost wake-ups, and
-	// the tick that proves it is alive.
+	// Poll is the longest the scheduler goes without reading every school's
+	// earliest timer: a backstop for lost wake-ups, and the tick that proves it is
+	// alive.
 	Poll time.Duration
 	// Workers handle timers in parallel.
 	Workers int
+	// MaxPending bounds the timers claimed and not yet started (default 16384).
+	MaxPending int
 }
 
 // Scheduler is the timer loop.
 type Scheduler struct {
 	o        Options
 	wake     chan struct{}
-	lastTick atomic.Int64 // Unix ms of the last completed pass
+	lastTick atomic.Int64 // Unix ms of the last completed look at every school
 }
 
 // Metrics are the scheduler's metrics (SPEC §7).
@@ -96,11 +119,15 @@ func New(o Options) *Scheduler {
 	if o.Workers <= 0 {
 		o.Workers = 8
 	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 16384
+	}
 	o.Log = o.Log.With("component", "scheduler")
 	return &Scheduler{o: o, wake: make(chan struct{}, 1)}
 }
 
-// Wake makes the scheduler look at the timers now (a commit added one).
+// Wake makes the scheduler look at every school's timers now (a commit added one
+// earlier than the others, or a test moved the clock).
 func (s *Scheduler) Wake() {
 	select {
 	case s.wake <- struct{}{}:
@@ -117,100 +144,243 @@ func (s *Scheduler) LastTick() time.Time {
 	return time.UnixMilli(ms)
 }
 
-// batch is how many timers one claim takes from one school.
-const batch = 256
+const (
+	// batch is the most one claim takes from one school.
+	batch = 256
+	// lookGap is the shortest time between two looks at every school caused by
+	// wake-ups. Every commit that queues a message wakes every replica, and a look
+	// costs a round trip over all schools; a look delayed this long only delays a
+	// timer committed to fall due within it, and none is (the shortest is a reminder
+	// or an overdue check, minutes after the event that sets it).
+	lookGap = 5 * time.Millisecond
+	// releaseTimeout bounds the hand-back of unstarted timers at shutdown.
+	releaseTimeout = 2 * time.Second
+)
 
-// Run fires timers until ctx ends. It returns nil on shutdown: in-flight timers are
-// finished (they are short), and unclaimed ones wait in Redis for the next replica.
+// Run fires timers until ctx ends. It returns nil on shutdown: timers under way are
+// finished (they are short), and timers claimed but not started are handed back.
 func (s *Scheduler) Run(ctx context.Context) error {
-	for {
-		next, err := s.pass(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		now := s.o.Now()
-		if err != nil {
-			s.o.Log.Error("timer pass failed", "err", err)
-			if s.o.Metrics != nil {
-				s.o.Metrics.Errors.Inc()
-				s.o.Metrics.RedisUp.Set(0)
+	work := make(chan store.Due)
+	var workers sync.WaitGroup
+	for range s.o.Workers {
+		workers.Go(func() {
+			for d := range work {
+				s.fire(ctx, d)
 			}
-		} else {
-			s.lastTick.Store(now.UnixMilli())
-			if s.o.Metrics != nil {
-				s.o.Metrics.LastTick.Set(float64(now.UnixMilli()) / 1000)
-				s.o.Metrics.RedisUp.Set(1)
-			}
-		}
-		wait := s.o.Poll
-		if !next.IsZero() {
-			// Never early: a timer due at 10:00:00.000 fires at or after it.
-			wait = min(wait, max(next.Sub(now)+time.Millisecond, 0))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// pass claims and handles every due timer, and returns when the next one falls due.
-func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
-	schools, err := s.o.Store.SchoolIDs(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
-	var next time.Time
-	for _, sc := range schools {
-		for {
-			due, err := s.o.Store.ClaimTimers(ctx, sc, s.o.Now(), s.o.Lease, batch)
-			if err != nil {
-				return time.Time{}, err
-			}
-			s.handle(ctx, due)
-			if len(due) < batch || ctx.Err() != nil {
-				break
-			}
-		}
-		at, ok, err := s.o.Store.NextTimer(ctx, sc)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if ok && (next.IsZero() || at.Before(next)) {
-			next = at
-		}
-	}
-	return next, nil
-}
-
-func (s *Scheduler) handle(ctx context.Context, due []store.Due) {
-	var g errgroup.Group
-	g.SetLimit(s.o.Workers)
-	var mu sync.Mutex
-	for _, d := range due {
-		g.Go(func() error {
-			// A timer is finished even while shutting down: it is short, and
-			// leaving it half-done would only delay it by a lease.
-			late, fired, err := s.o.Handle(context.WithoutCancel(ctx), d)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				s.o.Log.Error("timer failed; it will be retried when its lease ends", "timer", d.Member, "school", d.School, "err", err)
-				if s.o.Metrics != nil {
-					s.o.Metrics.Errors.Inc()
-				}
-				return nil
-			}
-			if fired && s.o.Metrics != nil {
-				s.o.Metrics.Lateness.Observe(late.Seconds())
-			}
-			return nil
 		})
 	}
-	_ = g.Wait()
+	l := &loop{s: s, next: map[string]time.Time{}, dirty: true}
+	l.run(ctx, work)
+	close(work)
+	if len(l.pending) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		if err := s.o.Store.ReleaseTimers(rctx, l.pending); err != nil {
+			s.o.Log.Warn("handing back claimed timers failed; they return when their lease ends", "timers", len(l.pending), "err", err)
+		}
+		cancel()
+	}
+	workers.Wait()
+	return nil
+}
+
+// fire handles one timer.
+func (s *Scheduler) fire(ctx context.Context, d store.Due) {
+	// A timer is finished even while shutting down: it is short, and leaving it
+	// half-done would only delay it by a lease.
+	late, fired, err := s.o.Handle(context.WithoutCancel(ctx), d)
+	if err != nil {
+		s.o.Log.Error("timer failed; it will be retried when its lease ends", "timer", d.Member, "school", d.School, "err", err)
+		if s.o.Metrics != nil {
+			s.o.Metrics.Errors.Inc()
+		}
+		return
+	}
+	if fired && s.o.Metrics != nil {
+		s.o.Metrics.Lateness.Observe(late.Seconds())
+	}
+}
+
+// loop is the claiming side of Run; one goroutine owns all of it.
+type loop struct {
+	s       *Scheduler
+	schools []string
+	// next is when each school's earliest timer falls due, as last read: never
+	// later than the truth (a commit that adds an earlier timer wakes the loop), so
+	// sleeping until the earliest of them never misses one. Absent: no timers.
+	next map[string]time.Time
+	// pending are timers claimed and not yet taken by a worker, earliest due first.
+	pending []store.Due
+	// dirty: a wake-up asks for a look at every school.
+	dirty bool
+	// lastLook is when every school was last read (wall clock: the gap and the poll
+	// are real time whatever clock the timers use); retryAt holds claims back after
+	// a failure.
+	lastLook, retryAt time.Time
+	// handed: a worker took a timer since the last tick.
+	handed bool
+}
+
+func (l *loop) run(ctx context.Context, work chan<- store.Due) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		real := time.Now()
+		if real.After(l.retryAt) && (real.Sub(l.lastLook) >= l.s.o.Poll || (l.dirty && real.Sub(l.lastLook) >= lookGap)) {
+			l.look(ctx)
+		}
+		now := l.s.o.Now()
+		if time.Now().After(l.retryAt) {
+			l.claim(ctx, now)
+			l.renew(ctx, now)
+		}
+		var out chan<- store.Due
+		var first store.Due
+		if len(l.pending) > 0 {
+			out, first = work, l.pending[0]
+		}
+		t.Reset(l.wait(now, time.Now()))
+		select {
+		case <-ctx.Done():
+			return
+		case out <- first:
+			l.pending = l.pending[1:]
+			l.handed = true
+		case <-l.s.wake:
+			l.dirty = true
+		case <-t.C:
+		}
+	}
+}
+
+// look reads every school and when its earliest timer falls due.
+func (l *loop) look(ctx context.Context) {
+	l.lastLook, l.dirty = time.Now(), false
+	schools, err := l.s.o.Store.SchoolIDs(ctx)
+	if err != nil {
+		l.fail(ctx, "look at the timers", err)
+		return
+	}
+	nexts, err := l.s.o.Store.NextTimers(ctx, schools)
+	if err != nil {
+		l.fail(ctx, "look at the timers", err)
+		return
+	}
+	l.schools = schools
+	clear(l.next)
+	for i, sc := range schools {
+		if !nexts[i].IsZero() {
+			l.next[sc] = nexts[i]
+		}
+	}
+	// Alive: Redis answered, and the workers take what was claimed (a handler that
+	// hangs stops the ticks, and /readyz says so).
+	if len(l.pending) == 0 || l.handed {
+		l.handed = false
+		now := l.s.o.Now()
+		l.s.lastTick.Store(now.UnixMilli())
+		if m := l.s.o.Metrics; m != nil {
+			m.LastTick.Set(float64(now.UnixMilli()) / 1000)
+			m.RedisUp.Set(1)
+		}
+	}
+}
+
+// claim claims the due timers of every due school, in one round trip, as far as
+// MaxPending allows.
+func (l *loop) claim(ctx context.Context, now time.Time) {
+	room := l.s.o.MaxPending - len(l.pending)
+	if room <= 0 {
+		return
+	}
+	var due []string
+	for _, sc := range l.schools {
+		if at, ok := l.next[sc]; ok && !at.After(now) {
+			due = append(due, sc)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	per := max(1, min(batch, room/len(due)))
+	got, nexts, err := l.s.o.Store.ClaimDueTimers(ctx, due, now, l.s.o.Lease, per)
+	if err != nil {
+		l.fail(ctx, "claim timers", err)
+		return
+	}
+	added := false
+	for i, sc := range due {
+		l.pending = append(l.pending, got[i]...)
+		added = added || len(got[i]) > 0
+		if nexts[i].IsZero() {
+			delete(l.next, sc)
+		} else {
+			l.next[sc] = nexts[i]
+		}
+	}
+	if added {
+		slices.SortStableFunc(l.pending, func(a, b store.Due) int { return a.At.Compare(b.At) })
+	}
+}
+
+// renew extends the leases of pending timers once half of a lease has passed.
+func (l *loop) renew(ctx context.Context, now time.Time) {
+	if len(l.pending) == 0 || l.renewAt().After(now) {
+		return
+	}
+	kept, err := l.s.o.Store.RenewTimers(ctx, l.pending, now, l.s.o.Lease)
+	if err != nil {
+		// The timers go back to whoever claims them when the leases end.
+		l.fail(ctx, "renew timer claims", err)
+		l.pending = nil
+		return
+	}
+	if lost := len(l.pending) - len(kept); lost > 0 {
+		l.s.o.Log.Warn("timer claims lost to another replica before a worker took them", "timers", lost)
+	}
+	l.pending = kept
+}
+
+// renewAt is when the pending timers' leases must be renewed.
+func (l *loop) renewAt() time.Time {
+	lease := l.pending[0].Lease
+	for _, d := range l.pending {
+		lease = min(lease, d.Lease)
+	}
+	return time.UnixMilli(lease).Add(-l.s.o.Lease / 2)
+}
+
+// wait is how long the loop may sleep: until the earliest school's timer falls due
+// (exactly; a timer is never claimed before its time), a renewal, the next look, or
+// the end of a back-off.
+func (l *loop) wait(now, real time.Time) time.Duration {
+	if real.Before(l.retryAt) {
+		return l.retryAt.Sub(real)
+	}
+	w := l.s.o.Poll - real.Sub(l.lastLook)
+	if l.dirty {
+		w = min(w, lookGap-real.Sub(l.lastLook))
+	}
+	if len(l.pending) < l.s.o.MaxPending {
+		for _, at := range l.next {
+			w = min(w, at.Sub(now))
+		}
+	}
+	if len(l.pending) > 0 {
+		w = min(w, l.renewAt().Sub(now))
+	}
+	return max(w, 0)
+}
+
+// fail records a failed round trip and holds claims and looks back for a poll.
+func (l *loop) fail(ctx context.Context, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	l.s.o.Log.Error("timer pass failed", "step", what, "err", err)
+	l.retryAt = time.Now().Add(l.s.o.Poll)
+	l.dirty = true
+	if m := l.s.o.Metrics; m != nil {
+		m.Errors.Inc()
+		m.RedisUp.Set(0)
+	}
 }

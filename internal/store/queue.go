@@ -127,27 +127,46 @@ func (s *Store) ClaimMessages(ctx context.Context, school string, now time.Time,
 		if len(out) >= max {
 			break
 		}
-		due, err := s.claim(ctx, s.k.outbox(school, prio), school, now, lease, max-len(out))
+		got, err := s.ClaimMessagesAt(ctx, school, prio, now, lease, max-len(out))
+		out = append(out, got...)
 		if err != nil {
-			return out, fmt.Errorf("claim messages of %s: %w", school, err)
+			return out, err
 		}
-		for _, d := range due {
-			h, err := s.rdb.HGetAll(ctx, s.k.message(school, d.Member)).Result()
-			if err != nil {
-				return out, fmt.Errorf("load message %s: %w", d.Member, err)
-			}
-			var m visit.Message
-			if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
-				// A message that cannot be read can never be sent: take it off the
-				// queue loudly rather than claim it forever.
-				s.log.Error("unreadable outbox message dropped", "school", school, "id", d.Member, "err", err)
-				s.rdb.ZRem(ctx, s.k.outbox(school, prio), d.Member)
-				continue
-			}
-			n, _ := strconv.Atoi(h["attempts"])
-			out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"],
-				AttemptAt: msField(h["attempt_at"])})
+	}
+	return out, nil
+}
+
+// ClaimMessagesAt claims up to max messages of one priority of a school that are
+// ready by now, oldest first.
+func (s *Store) ClaimMessagesAt(ctx context.Context, school string, prio int, now time.Time, lease time.Duration, max int) ([]Outgoing, error) {
+	due, err := s.claim(ctx, s.k.outbox(school, prio), school, now, lease, max)
+	if err != nil || len(due) == 0 {
+		return nil, wrap(err, "claim messages of "+school)
+	}
+	// The claimed messages' hashes in one round trip.
+	hashes := make([]*redis.MapStringStringCmd, len(due))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range due {
+			hashes[i] = p.HGetAll(ctx, s.k.message(school, d.Member))
 		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("load claimed messages of %s: %w", school, err)
+	}
+	out := make([]Outgoing, 0, len(due))
+	for i, d := range due {
+		h := hashes[i].Val()
+		var m visit.Message
+		if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
+			// A message that cannot be read can never be sent: take it off the
+			// queue loudly rather than claim it forever.
+			s.log.Error("unreadable outbox message dropped", "school", school, "id", d.Member, "err", err)
+			s.rdb.ZRem(ctx, s.k.outbox(school, prio), d.Member)
+			continue
+		}
+		n, _ := strconv.Atoi(h["attempts"])
+		out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"],
+			AttemptAt: msField(h["attempt_at"])})
 	}
 	return out, nil
 }

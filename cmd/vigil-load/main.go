@@ -1,0 +1,79 @@
+// Command vigil-load measures Vigil under load: timer lateness with many open visits,
+// a storm of timers falling due at once, inbound webhook throughput, and memory per
+// open visit. Each run starts its own redis-server (random port, temporary
+// directory, stopped by PID at the end) and an in-process fake Twilio that stamps
+// every request with its arrival time, and runs the daemons in this process as
+// app.App instances sharing that Redis. See README "Performance" for the method and
+// the figures.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+)
+
+const usage = `usage: vigil-load <command> [flags]
+
+commands:
+  lateness   -visits N -replicas 3 -rate R -window 30s   due+grace -> Twilio request, per alert
+  storm      -timers 10000 -replicas 3 -max-sends 100    10k timers due at one instant, panics during it
+  webhooks   -rate 5000 -duration 30s [-closed]           signed VISIT/IN webhooks against one daemon
+  memory     -visits N                                     Redis and daemon memory per open visit
+
+Every command takes -runs K (repeat with a fresh Redis; the summary shows each run
+and the median) and -h for its flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	fmt.Printf("machine: %s/%s, %d CPUs, GOMAXPROCS=%d, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	var err error
+	switch os.Args[1] {
+	case "lateness":
+		err = runLateness(os.Args[2:])
+	case "storm":
+		err = runStorm(os.Args[2:])
+	case "webhooks":
+		err = runWebhooks(os.Args[2:])
+	case "memory":
+		err = runMemory(os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vigil-load:", err)
+		os.Exit(1)
+	}
+}
+
+// profiled registers -cpuprofile on fs; the returned function starts the profile
+// (when asked for) and returns the function that stops it.
+func profiled(fs *flag.FlagSet) func() func() {
+	path := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemons included) to this file")
+	return func() func() {
+		if *path == "" {
+			return func() {}
+		}
+		f, err := os.Create(*path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			return func() {}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			f.Close()
+			return func() {}
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }
+	}
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vigil-safety/vigil/internal/sms"
+)
+
+// runWebhooks drives one daemon with signed inbound-SMS webhooks, a VISIT/IN mix
+// (each officer alternates VISIT 45 and IN): open loop at a fixed rate, latency
+// counted from when each request was due to be sent (so a slow daemon cannot hide
+// its queueing), or closed loop with -closed for the most it takes.
+func runWebhooks(args []string) error {
+	fs := flag.NewFlagSet("webhooks", flag.ExitOnError)
+	rate := fs.Int("rate", 5000, "requests per second (open loop)")
+	duration := fs.Duration("duration", 30*time.Second, "how long to send (after the warm-up)")
+	warmup := fs.Duration("warmup", 2*time.Second, "sent at the same rate, not counted")
+	closed := fs.Bool("closed", false, "closed loop: -concurrency senders, each waits for its answer")
+	concurrency := fs.Int("concurrency", 32, "senders in closed loop")
+	officers := fs.Int("officers", 2000, "officers in the directory (each alternates VISIT and IN)")
+	schools := fs.Int("schools", 20, "schools the officers are spread over")
+	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
+	aof := fs.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
+	verbose := fs.Bool("v", false, "log the daemon's warnings")
+	prof := profiled(fs)
+	fs.Parse(args)
+	defer prof()()
+	mode := fmt.Sprintf("open loop at %d/s", *rate)
+	if *closed {
+		mode = fmt.Sprintf("closed loop, %d senders", *concurrency)
+	}
+	fmt.Printf("webhooks: %s for %s (+%s warm-up), %d officers in %d schools, 1 daemon, %d runs\n",
+		mode, *duration, *warmup, *officers, *schools, *runs)
+	var figs figures
+	for run := range *runs {
+		fmt.Printf("--- run %d\n", run+1)
+		f, err := webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose)
+		if err != nil {
+			return err
+		}
+		figs.add(f, "sent", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "refused",
+			"base ping p50 ms", "p99 / ping p50")
+	}
+	fmt.Printf("\n%s", figs.String())
+	return nil
+}
+
+type outcome struct {
+	counted bool // after the warm-up
+	done    bool
+	ok      bool
+	latency time.Duration
+	end     time.Time
+}
+
+func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurrency, officers, schools int, aof string, verbose bool) (map[string]float64, error) {
+	ctx := context.Background()
+	w, err := newWorld(directory{schools: schools, officers: officers, maxSends: 100_000, grace: 5 * time.Minute}, aof, verbose)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	rs, err := w.startReplicas(1)
+	if err != nil {
+		return nil, err
+	}
+	defer stopReplicas(rs)
+	sd, err := newSeeder(w, 4)
+	if err != nil {
+		return nil, err
+	}
+	base, err := measureBaseline(ctx, sd.rdb)
+	sd.close()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println(base)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+	target := rs[0].base + "/twilio/sms"
+	// send makes the i-th request: officer i%officers, VISIT on its even turns and IN
+	// on its odd ones.
+	send := func(i int) bool {
+		o := i % officers
+		body := "VISIT 45 14 Elm Road"
+		if (i/officers)%2 == 1 {
+			body = "IN"
+		}
+		form := url.Values{"From": {officerPhone(o)}, "To": {twilioNumber}, "Body": {body},
+			"MessageSid": {fmt.Sprintf("SM%032x", i)}, "AccountSid": {accountSID}}
+		req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+		if err != nil {
+			return false
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", sms.Sign(authToken, publicURL+"/twilio/sms", form))
+		res, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK && strings.Contains(string(b), "<Message>")
+	}
+
+	var outs []outcome
+	start := time.Now().Add(50 * time.Millisecond)
+	countFrom := start.Add(warmup)
+	stop := countFrom.Add(duration)
+	if closed {
+		var mu sync.Mutex
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range concurrency {
+			wg.Go(func() {
+				var local []outcome
+				for time.Now().Before(stop) {
+					i := int(next.Add(1) - 1)
+					t := time.Now()
+					ok := send(i)
+					end := time.Now()
+					local = append(local, outcome{counted: !t.Before(countFrom), done: true, ok: ok, latency: end.Sub(t), end: end})
+				}
+				mu.Lock()
+				outs = append(outs, local...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	} else {
+		total := int(float64(rate) * (warmup + duration).Seconds())
+		outs = make([]outcome, total)
+		interval := time.Second / time.Duration(rate)
+		// At most this many requests in flight (each holds two sockets of this
+		// process, client and server); beyond it a request counts as an error: the
+		// daemon is not keeping up.
+		sem := make(chan struct{}, maxInFlight())
+		var wg sync.WaitGroup
+		for i := range total {
+			due := start.Add(time.Duration(i) * interval)
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+			outs[i].counted = !due.Before(countFrom)
+			select {
+			case sem <- struct{}{}:
+			default:
+				outs[i].done = true
+				continue
+			}
+			wg.Go(func() {
+				ok := send(i)
+				end := time.Now()
+				outs[i] = outcome{counted: outs[i].counted, done: true, ok: ok, latency: end.Sub(due), end: end}
+				<-sem
+			})
+		}
+		wg.Wait()
+	}
+
+	var lat []time.Duration
+	sent, errs := 0, 0
+	var last time.Time
+	for _, o := range outs {
+		if !o.counted {
+			continue
+		}
+		sent++
+		if !o.ok {
+			errs++
+			continue
+		}
+		lat = append(lat, o.latency)
+		if o.end.After(last) {
+			last = o.end
+		}
+	}
+	elapsed := last.Sub(countFrom)
+	if !closed {
+		elapsed = max(elapsed, duration)
+	}
+	d := summarise(lat)
+	achieved := float64(len(lat)) / elapsed.Seconds()
+	refused := counter(rs[0].Registry(), "vigil_inbound_sms_total", "result", "refused")
+	fmt.Printf("sent %d, ok %d (%.0f/s), errors %d, refused by the daemon %d (whole run); latency %s\n",
+		sent, len(lat), achieved, errs, int(refused), d)
+	return map[string]float64{
+		"sent": float64(sent), "achieved req/s": achieved,
+		"p50 ms": msf(d.p50), "p90 ms": msf(d.p90), "p99 ms": msf(d.p99), "p99.9 ms": msf(d.p999), "max ms": msf(d.maxim),
+		"errors": float64(errs), "refused": refused,
+		"base ping p50 ms": msf(base.ping.p50), "p99 / ping p50": float64(d.p99) / float64(max(base.ping.p50, 1)),
+	}, nil
+}
+
+// counter sums a counter's series whose label has the given value.
+func counter(g interface {
+	Gather() ([]*dto.MetricFamily, error)
+}, name, label, value string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return -1
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// maxInFlight is how many open-loop requests may wait at once: 4,000 (0.8 s at
+// 5,000/s), fewer if the open-file limit would not allow two sockets each.
+func maxInFlight() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 400
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	return int(min(4000, max(100, (int64(l.Cur)-1000)/2)))
+}

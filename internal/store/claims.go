@@ -1,0 +1,201 @@
+package store
+
+// Timer claims for a scheduler that watches every school at once. ClaimTimers and
+// NextTimer (queue.go) cost one round trip per school, so a scheduler pass over S
+// schools cost 2S+1 round trips and a fleet of replicas woken by every commit spent
+// its time on them. These do the same work for any number of schools in one
+// pipelined round trip, and add what a scheduler needs to claim a storm of timers
+// ahead of its workers: renewing the leases of claimed timers still waiting for a
+// worker, and handing them back on shutdown.
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// moveHeldScript re-scores claimed timers whose lease this replica still holds.
+//
+// KEYS[1]: a school's timer set.
+// ARGV[1]: the wake channel, or "" to announce nothing; ARGV[2]: the school.
+// ARGV[3...]: member, held lease score, new score — one triple per timer.
+// A member whose score is no longer the lease held was taken by another replica
+// (the lease ran out) or finished, and is left alone. With a channel, a move
+// announces "<school> <earliest new score>" there, as a commit that adds an early
+// timer does, so sleeping schedulers look again.
+// Returns one 1 (moved) or 0 (not held) per triple.
+var moveHeldScript = redis.NewScript(`
+local out = {}
+local earliest = nil
+for i = 3, #ARGV, 3 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i+1]) then
+    redis.call('ZADD', KEYS[1], ARGV[i+2], ARGV[i])
+    out[#out+1] = 1
+    local n = tonumber(ARGV[i+2])
+    if (not earliest) or n < earliest then earliest = n end
+  else
+    out[#out+1] = 0
+  end
+end
+if ARGV[1] ~= '' and earliest then
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. string.format('%d', earliest))
+end
+return out
+`)
+
+// pipelineScripts runs cmds in one pipeline; when Redis has forgotten a script
+// (a restart, SCRIPT FLUSH) it loads the scripts and runs the pipeline once more.
+func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cmds func(p redis.Pipeliner)) ([]redis.Cmder, error) {
+	res, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { cmds(p); return nil })
+	if err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		return res, err
+	}
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, err
+		}
+	}
+	return s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { cmds(p); return nil })
+}
+
+// ClaimDueTimers claims up to max due timers of each school (as ClaimTimers does,
+// atomically per school) in one round trip. It returns the timers claimed, school by
+// school, and when each school's earliest timer now falls due: the claim time when
+// max were claimed (more may be due), else the earliest score left in the set
+// (which may be a lease: a claim that runs out), zero for an empty set.
+func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.Time, lease time.Duration, max int) ([][]Due, []time.Time, error) {
+	if len(schools) == 0 {
+		return nil, nil, nil
+	}
+	res, err := s.pipelineScripts(ctx, []*redis.Script{claimScript}, func(p redis.Pipeliner) {
+		for _, sc := range schools {
+			key := s.k.timers(sc)
+			claimScript.EvalSha(ctx, p, []string{key}, now.UnixMilli(), lease.Milliseconds(), max)
+			p.ZRangeWithScores(ctx, key, 0, 0)
+		}
+	})
+	if err != nil && err != redis.Nil {
+		return nil, nil, fmt.Errorf("claim timers: %w", err)
+	}
+	leaseAt := now.UnixMilli() + lease.Milliseconds()
+	due := make([][]Due, len(schools))
+	next := make([]time.Time, len(schools))
+	for i, sc := range schools {
+		raw, err := res[2*i].(*redis.Cmd).StringSlice()
+		if err != nil && err != redis.Nil {
+			return nil, nil, fmt.Errorf("claim timers of %s: %w", sc, err)
+		}
+		for j := 0; j+1 < len(raw); j += 2 {
+			ms, _ := strconv.ParseFloat(raw[j+1], 64)
+			due[i] = append(due[i], Due{Claim: Claim{School: sc, Member: raw[j], Lease: leaseAt}, At: time.UnixMilli(int64(ms))})
+		}
+		switch z := res[2*i+1].(*redis.ZSliceCmd).Val(); {
+		case len(due[i]) >= max:
+			next[i] = now
+		case len(z) > 0:
+			next[i] = time.UnixMilli(int64(z[0].Score))
+		}
+	}
+	return due, next, nil
+}
+
+// NextTimers is when each school's earliest timer falls due (zero when it has none),
+// in one round trip.
+func (s *Store) NextTimers(ctx context.Context, schools []string) ([]time.Time, error) {
+	if len(schools) == 0 {
+		return nil, nil
+	}
+	res, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, sc := range schools {
+			p.ZRangeWithScores(ctx, s.k.timers(sc), 0, 0)
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("next timers: %w", err)
+	}
+	out := make([]time.Time, len(schools))
+	for i := range schools {
+		if z := res[i].(*redis.ZSliceCmd).Val(); len(z) > 0 {
+			out[i] = time.UnixMilli(int64(z[0].Score))
+		}
+	}
+	return out, nil
+}
+
+// RenewTimers extends to now+lease the claims of held timers (claimed, still
+// waiting for a worker) and returns those it still held, with their new lease; the
+// others were taken by another replica and must be dropped. One round trip.
+func (s *Store) RenewTimers(ctx context.Context, held []Due, now time.Time, lease time.Duration) ([]Due, error) {
+	until := now.UnixMilli() + lease.Milliseconds()
+	moved, err := s.moveHeld(ctx, held, false, func(Due) int64 { return until })
+	if err != nil {
+		return nil, fmt.Errorf("renew timer claims: %w", err)
+	}
+	kept := make([]Due, 0, len(held))
+	for i, d := range held {
+		if moved[i] {
+			d.Lease = until
+			kept = append(kept, d)
+		}
+	}
+	return kept, nil
+}
+
+// ReleaseTimers hands held timers back: each one this replica still holds gets its
+// due time back as its score, and the schools' schedulers are woken to claim them
+// at once rather than when the lease would have run out.
+func (s *Store) ReleaseTimers(ctx context.Context, held []Due) error {
+	if _, err := s.moveHeld(ctx, held, true, func(d Due) int64 { return d.At.UnixMilli() }); err != nil {
+		return fmt.Errorf("hand back timer claims: %w", err)
+	}
+	return nil
+}
+
+// moveHeld re-scores held timers, school by school in one pipeline, and reports
+// which ones were still held.
+func (s *Store) moveHeld(ctx context.Context, held []Due, announce bool, score func(Due) int64) ([]bool, error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	channel := ""
+	if announce {
+		channel = s.k.wake()
+	}
+	var order []string
+	bySchool := map[string][]int{}
+	for i, d := range held {
+		if _, ok := bySchool[d.School]; !ok {
+			order = append(order, d.School)
+		}
+		bySchool[d.School] = append(bySchool[d.School], i)
+	}
+	res, err := s.pipelineScripts(ctx, []*redis.Script{moveHeldScript}, func(p redis.Pipeliner) {
+		for _, sc := range order {
+			args := []any{channel, sc}
+			for _, i := range bySchool[sc] {
+				args = append(args, held[i].Member, held[i].Lease, score(held[i]))
+			}
+			moveHeldScript.EvalSha(ctx, p, []string{s.k.timers(sc)}, args...)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(held))
+	for j, sc := range order {
+		flags, err := res[j].(*redis.Cmd).Int64Slice()
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range bySchool[sc] {
+			out[i] = k < len(flags) && flags[k] == 1
+		}
+	}
+	return out, nil
+}
