@@ -167,9 +167,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	checker, _ := sender.(notify.Checker) // sms.Client and sms.Console both are
 	a.notifier = notify.New(notify.Options{
 		Store: st, Sender: sender, Now: o.Now, Log: o.Log, Poll: poll, Lease: messageLease, SendTimeout: twilioTimeout,
-		// A claim takes two seconds' worth of sends at the configured rate, so a
-		// batch never waits out its lease in the rate limiter.
-		Batch:   max(1, min(64, 2*cfg.Twilio.MaxSendsPerSecond)),
+		// A claim takes a tenth of a second's worth of sends at the configured rate
+		// (shared by every replica): a batch never waits out its lease in the rate
+		// limiter, and a PANIC queued meanwhile waits for little more than it.
+		Batch:   max(1, min(64, cfg.Twilio.MaxSendsPerSecond/10)),
 		Limiter: st.NewSendLimiter(cfg.Twilio.MaxSendsPerSecond),
 		// Before sending again something that may have gone (a timeout, a crash
 		// mid-send), ask Twilio whether it has it.
