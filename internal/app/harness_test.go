@@ -229,6 +229,18 @@ func xmlUnescape(s string) string {
 // api calls the JSON API and decodes the answer into out (when not nil).
 func (e *env) api(d *daemon, method, path, token, body string, out any) int {
 	e.t.Helper()
+	code, b := e.raw(d, method, path, token, body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: %d: decode %q: %v", method, path, code, b, err)
+		}
+	}
+	return code
+}
+
+// raw calls the API and returns the status and the body, whatever it is.
+func (e *env) raw(d *daemon, method, path, token, body string) (int, []byte) {
+	e.t.Helper()
 	req, err := http.NewRequestWithContext(e.t.Context(), method, d.base+path, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
@@ -245,12 +257,7 @@ func (e *env) api(d *daemon, method, path, token, body string, out any) int {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			e.t.Fatalf("%s %s: %s: decode %q: %v", method, path, res.Status, b, err)
-		}
-	}
-	return res.StatusCode
+	return res.StatusCode, b
 }
 
 // sentTo is the bodies sent to one phone so far.

@@ -7,7 +7,6 @@ package app_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -198,26 +197,10 @@ func (x *timeline) onlyOpenVisit() visit.Visit {
 	return vs[0]
 }
 
-// raw calls the API and returns the status and the body, whatever it is.
+// raw calls this timeline's daemon.
 func (x *timeline) raw(method, path, token, body string) (int, []byte) {
 	x.t.Helper()
-	req, err := http.NewRequestWithContext(x.t.Context(), method, x.d.base+path, strings.NewReader(body))
-	if err != nil {
-		x.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		x.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b
+	return x.env.raw(x.d, method, path, token, body)
 }
 
 // refused asserts that an API call is answered with status and {"error": ...}
