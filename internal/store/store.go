@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -46,25 +47,38 @@ type Store struct {
 	k    keys
 	mini *miniredis.Miniredis
 	log  *slog.Logger
+	// dir caches the directory (dircache.go); nil in a store made by NewWithClient.
+	dir *dirCache
 }
 
 // Open connects to Redis as opts say. With no URL, sentinel or cluster it starts an
 // embedded in-memory Redis (miniredis) and says loudly that nothing survives a
-// restart.
+// restart. The store caches the directory (dircache.go) until Close.
+//
+// It speaks RESP2 unless the URL asks for another protocol: Vigil uses no RESP3
+// push notifications, and with RESP3 go-redis looks for them on the socket before
+// every command.
 func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
+	return open(ctx, opts, log, newDirCache())
+}
+
+func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*Store, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = "vigil:"
 	}
 	s := &Store{k: keys{prefix: opts.KeyPrefix}, log: log.With("component", "store")}
 	switch {
 	case len(opts.ClusterAddrs) > 0:
-		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs})
+		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs, Protocol: 2})
 	case opts.SentinelMaster != "":
-		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs})
+		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs, Protocol: 2})
 	case opts.URL != "":
 		o, err := redis.ParseURL(opts.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		if o.Protocol == 0 {
+			o.Protocol = 2
 		}
 		s.rdb = redis.NewClient(o)
 	default:
@@ -73,17 +87,20 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 			return nil, fmt.Errorf("start embedded store: %w", err)
 		}
 		s.mini = m
-		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), Protocol: 2})
 		s.log.Warn("NO REDIS CONFIGURED: using an embedded in-memory store. NOTHING SURVIVES A RESTART: open visits and alerts are lost when Vigil stops. Set redis.url for real use.")
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("connect to redis: %w", err)
 	}
+	s.dir = dir
+	s.dir.start(s.rdb, s.k.dirChanged(), s.log)
 	return s, nil
 }
 
-// NewWithClient wraps an existing client (tests, benchmarks).
+// NewWithClient wraps an existing client (tests, benchmarks). It does not cache the
+// directory: every read goes to Redis.
 func NewWithClient(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Store {
 	if prefix == "" {
 		prefix = "vigil:"
@@ -93,6 +110,7 @@ func NewWithClient(rdb redis.UniversalClient, prefix string, log *slog.Logger) *
 
 // Close releases the connection (and stops the embedded store).
 func (s *Store) Close() error {
+	s.dir.stop()
 	err := s.rdb.Close()
 	if s.mini != nil {
 		s.mini.Close()
@@ -127,10 +145,14 @@ type PhoneRole struct {
 // SyncDirectory upserts the provisioned schools and officers, drops provisioned
 // entries that left the file, and rebuilds the phone index from the whole directory.
 func (s *Store) SyncDirectory(ctx context.Context, schools []visit.School, officers []visit.Officer) error {
+	return s.reindexAfter(ctx, s.syncEntries(ctx, schools, officers))
+}
+
+func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officers []visit.Officer) error {
 	keepS := map[string]bool{}
 	for _, sc := range schools {
 		keepS[sc.ID] = true
-		if err := s.PutSchool(ctx, sc); err != nil {
+		if err := s.putSchool(ctx, sc); err != nil {
 			return err
 		}
 	}
@@ -159,11 +181,17 @@ func (s *Store) SyncDirectory(ctx context.Context, schools []visit.School, offic
 			s.rdb.HDel(ctx, s.k.officers(), o.ID)
 		}
 	}
-	return s.reindexPhones(ctx)
+	return nil
 }
 
-// PutSchool creates or replaces a school.
-func (s *Store) PutSchool(ctx context.Context, sc visit.School) error {
+// PutSchool creates or replaces a school. The phone index is left alone: call
+// ReindexPhones after it.
+func (s *Store) PutSchool(ctx context.Context, sc visit.School) (err error) {
+	defer s.announceDir(ctx, &err)
+	return s.putSchool(ctx, sc)
+}
+
+func (s *Store) putSchool(ctx context.Context, sc visit.School) error {
 	b, err := json.Marshal(sc)
 	if err != nil {
 		return err
@@ -176,10 +204,7 @@ func (s *Store) PutSchool(ctx context.Context, sc visit.School) error {
 
 // PutOfficer creates or replaces an officer and refreshes the phone index.
 func (s *Store) PutOfficer(ctx context.Context, o visit.Officer) error {
-	if err := s.putOfficer(ctx, o); err != nil {
-		return err
-	}
-	return s.reindexPhones(ctx)
+	return s.reindexAfter(ctx, s.putOfficer(ctx, o))
 }
 
 func (s *Store) putOfficer(ctx context.Context, o visit.Officer) error {
@@ -195,27 +220,51 @@ func (s *Store) putOfficer(ctx context.Context, o visit.Officer) error {
 
 // DeleteOfficer removes an officer.
 func (s *Store) DeleteOfficer(ctx context.Context, id string) error {
-	if err := s.rdb.HDel(ctx, s.k.officers(), id).Err(); err != nil {
-		return fmt.Errorf("delete officer %s: %w", id, err)
+	err := s.rdb.HDel(ctx, s.k.officers(), id).Err()
+	if err != nil {
+		err = fmt.Errorf("delete officer %s: %w", id, err)
+	}
+	return s.reindexAfter(ctx, err)
+}
+
+// reindexAfter ends a write of officers or schools: the phone index is rebuilt,
+// which announces the change to every replica's directory cache. A write that failed
+// is announced all the same: part of it may have been written.
+func (s *Store) reindexAfter(ctx context.Context, err error) error {
+	if err != nil {
+		s.announceDir(ctx, &err)
+		return err
 	}
 	return s.reindexPhones(ctx)
 }
 
-// School loads one school.
+// School loads one school (from the directory cache when it holds it).
 func (s *Store) School(ctx context.Context, id string) (*visit.School, error) {
+	k := dirKey{dirSchool, id}
+	if v, ok := s.dir.get(k); ok {
+		return cloneSchool(v.(*visit.School)), nil
+	}
+	r := s.dir.begin()
 	var sc visit.School
 	if err := s.hget(ctx, s.k.schools(), id, &sc); err != nil {
 		return nil, fmt.Errorf("load school %s: %w", id, err)
 	}
+	s.dir.put(r, k, cloneSchool(&sc))
 	return &sc, nil
 }
 
-// Officer loads one officer.
+// Officer loads one officer (from the directory cache when it holds it).
 func (s *Store) Officer(ctx context.Context, id string) (*visit.Officer, error) {
+	k := dirKey{dirOfficer, id}
+	if v, ok := s.dir.get(k); ok {
+		return cloneOfficer(v.(*visit.Officer)), nil
+	}
+	r := s.dir.begin()
 	var o visit.Officer
 	if err := s.hget(ctx, s.k.officers(), id, &o); err != nil {
 		return nil, fmt.Errorf("load officer %s: %w", id, err)
 	}
+	s.dir.put(r, k, cloneOfficer(&o))
 	return &o, nil
 }
 
@@ -224,11 +273,21 @@ func (s *Store) Schools(ctx context.Context) ([]visit.School, error) {
 	return hvals[visit.School](ctx, s.rdb, s.k.schools(), func(x visit.School) string { return x.ID })
 }
 
-// SchoolIDs lists the IDs of every school.
+// SchoolIDs lists the IDs of every school (from the directory cache when it holds
+// them).
 func (s *Store) SchoolIDs(ctx context.Context) ([]string, error) {
+	k := dirKey{kind: dirSchoolIDs}
+	if v, ok := s.dir.get(k); ok {
+		return slices.Clone(v.([]string)), nil
+	}
+	r := s.dir.begin()
 	ids, err := s.rdb.HKeys(ctx, s.k.schools()).Result()
+	if err != nil {
+		return nil, err
+	}
 	sort.Strings(ids)
-	return ids, err
+	s.dir.put(r, k, slices.Clone(ids))
+	return ids, nil
 }
 
 // Officers lists every officer, by ID.
@@ -236,17 +295,31 @@ func (s *Store) Officers(ctx context.Context) ([]visit.Officer, error) {
 	return hvals[visit.Officer](ctx, s.rdb, s.k.officers(), func(x visit.Officer) string { return x.ID })
 }
 
-// PhoneRoles says who a phone number belongs to; empty for an unknown number.
+// PhoneRoles says who a phone number belongs to; empty for an unknown number. The
+// roles of a known number come from the directory cache when it holds them; an
+// unknown number is always looked up, so a number just added works at once.
 func (s *Store) PhoneRoles(ctx context.Context, phone string) ([]PhoneRole, error) {
+	k := dirKey{dirPhone, phone}
+	if v, ok := s.dir.get(k); ok {
+		return slices.Clone(v.([]PhoneRole)), nil
+	}
+	r := s.dir.begin()
 	var roles []PhoneRole
 	err := s.hget(ctx, s.k.phones(), phone, &roles)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	return roles, err
+	if err != nil {
+		return nil, err
+	}
+	s.dir.put(r, k, slices.Clone(roles))
+	return roles, nil
 }
 
-func (s *Store) reindexPhones(ctx context.Context) error {
+// reindexPhones rebuilds the phone index and announces the change (the directory
+// writes all end here), whether or not it succeeded.
+func (s *Store) reindexPhones(ctx context.Context) (err error) {
+	defer s.announceDir(ctx, &err)
 	schools, err := s.Schools(ctx)
 	if err != nil {
 		return err
@@ -284,6 +357,16 @@ func (s *Store) reindexPhones(ctx context.Context) error {
 		return fmt.Errorf("index phones: %w", err)
 	}
 	return nil
+}
+
+// announceDir tells every replica's directory cache that the directory changed
+// (dircache.go), after a write that may have changed it, whether or not the write
+// succeeded. A failed announcement is the write's error when it had none: the
+// other replicas then see the change only when their entries age out.
+func (s *Store) announceDir(ctx context.Context, err *error) {
+	if perr := s.dirChanged(ctx); perr != nil && *err == nil {
+		*err = fmt.Errorf("announce directory change: %w", perr)
+	}
 }
 
 func (s *Store) hget(ctx context.Context, key, field string, v any) error {
