@@ -403,7 +403,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopSending()
 
 	loops.Go(func() error {
-		a.store.Subscribe(loopCtx, func() { a.scheduler.Wake(); a.notifier.Wake() })
+		a.store.Subscribe(loopCtx, a.scheduler.Wake, a.notifier.Wake)
 		return nil
 	})
 	loops.Go(func() error { return a.scheduler.Run(loopCtx) })

@@ -180,7 +180,7 @@ func TestRunFiresScheduledDuties(t *testing.T) {
 	e.officer(visit.Officer{ID: "jdoe", Name: "Jane Doe", Phone: "+447700900101", School: school})
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	sub := e.rdb.Subscribe(ctx, e.st.WakeChannel())
+	sub := e.rdb.Subscribe(ctx, e.st.OutboxChannel())
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil { // the subscription is in place
 		t.Fatal(err)

@@ -10,10 +10,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-safety/vigil/internal/sms"
 	"github.com/vigil-safety/vigil/internal/store"
@@ -46,8 +47,9 @@ type Failure struct {
 // Store is what the dispatcher needs of the store.
 type Store interface {
 	SchoolIDs(ctx context.Context) ([]string, error)
-	ClaimMessagesAt(ctx context.Context, school string, prio int, now time.Time, lease time.Duration, max int) ([]store.Outgoing, error)
-	NextMessage(ctx context.Context, school string) (time.Time, bool, error)
+	LookOutbox(ctx context.Context, schools []string, now time.Time) (store.OutboxLook, error)
+	ClaimQuotas(ctx context.Context, quotas []store.Quota, now time.Time, lease time.Duration) ([]store.Outgoing, error)
+	ReleaseMessages(ctx context.Context, held []store.Outgoing, now time.Time) error
 	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error)
 	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
 	RecordRetry(ctx context.Context, o store.Outgoing, at time.Time, reason string) error
@@ -125,8 +127,9 @@ type Options struct {
 
 // Dispatcher is the outbox loop.
 type Dispatcher struct {
-	o    Options
-	wake chan struct{}
+	o     Options
+	wake  chan struct{}
+	freed chan struct{} // a send finished: a worker is free
 }
 
 // New builds a Dispatcher.
@@ -156,7 +159,7 @@ func New(o Options) *Dispatcher {
 		o.CallTwiML = func(m visit.Message) string { return sms.SayTwiML(m.Body) }
 	}
 	o.Log = o.Log.With("component", "notify")
-	return &Dispatcher{o: o, wake: make(chan struct{}, 1)}
+	return &Dispatcher{o: o, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1)}
 }
 
 // Wake makes the dispatcher look at the outbox now.
@@ -167,16 +170,66 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run sends until ctx ends. On shutdown it finishes the sends under way; claimed
-// messages it did not start go back to the queue when their lease ends.
+// Run sends until ctx ends. It looks at every school's outbox at once, claims no
+// more than it has free workers for (the rest stay in Redis for any replica with
+// room), most urgent first across schools, and hands each message to a worker as
+// soon as it has its turn under the send limit, without waiting for the others
+// claimed with it. On shutdown it hands back what it claimed and did not start,
+// and finishes the sends under way.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	var (
+		busy     atomic.Int64
+		inflight sync.WaitGroup
+	)
+	defer inflight.Wait()
 	for {
-		next, err := d.pass(ctx)
+		free := d.o.Workers - int(busy.Load())
+		if free <= 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-d.freed:
+			}
+			continue
+		}
+		claimed, next, err := d.claim(ctx, min(free, d.o.Batch))
 		if ctx.Err() != nil {
+			d.release(claimed)
 			return nil
 		}
 		if err != nil {
 			d.o.Log.Error("outbox pass failed", "err", err)
+		}
+		for i, o := range claimed {
+			if ctx.Err() != nil {
+				d.release(claimed[i:])
+				return nil
+			}
+			// Claims come most urgent first; taking rate-limit turns in that
+			// order means a panic never waits behind a reminder.
+			if !d.mayGo(ctx, o) {
+				if ctx.Err() != nil {
+					d.release(claimed[i:])
+					return nil
+				}
+				continue
+			}
+			busy.Add(1)
+			inflight.Add(1)
+			go func() {
+				defer func() {
+					busy.Add(-1)
+					inflight.Done()
+					select {
+					case d.freed <- struct{}{}:
+					default:
+					}
+				}()
+				d.deliver(context.WithoutCancel(ctx), o)
+			}()
+		}
+		if len(claimed) > 0 && err == nil {
+			continue // more may be ready
 		}
 		wait := d.o.Poll
 		if !next.IsZero() {
@@ -194,70 +247,87 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
+// claim looks at every school's outbox and claims up to max ready messages, the
+// most urgent across all schools first: every panic before any alert, every
+// alert before any reminder, oldest first within a queue. It costs two round
+// trips however many schools there are. next is when the next message not
+// claimed now will be ready (zero: none queued).
+func (d *Dispatcher) claim(ctx context.Context, max int) ([]store.Outgoing, time.Time, error) {
 	schools, err := d.o.Store.SchoolIDs(ctx)
 	if err != nil {
-		return time.Time{}, err
+		return nil, time.Time{}, err
 	}
-	for ctx.Err() == nil {
-		claimed, err := d.claimHighest(ctx, schools)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if len(claimed) == 0 {
-			break
-		}
-		var g errgroup.Group
-		g.SetLimit(d.o.Workers)
-		for _, o := range claimed {
-			// Claims come highest priority first; taking rate-limit turns in that
-			// order means a panic never waits behind a reminder.
-			if !d.mayGo(ctx, o) {
-				continue
-			}
-			g.Go(func() error {
-				d.deliver(context.WithoutCancel(ctx), o)
-				return nil
-			})
-		}
-		_ = g.Wait()
+	now := d.o.Now()
+	look, err := d.o.Store.LookOutbox(ctx, schools, now)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	var next time.Time
-	for _, sc := range schools {
-		at, ok, err := d.o.Store.NextMessage(ctx, sc)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if ok && (next.IsZero() || at.Before(next)) {
-			next = at
-		}
+	quotas := Allocate(schools, look.Ready, max)
+	if len(quotas) == 0 {
+		return nil, look.Next, nil
 	}
-	return next, nil
+	claimed, err := d.o.Store.ClaimQuotas(ctx, quotas, now, d.o.Lease)
+	return claimed, look.Next, err
 }
 
-// claimHighest claims the next batch: messages of the highest priority that has any
-// ready, across every school, so a panic in one school goes before an overdue alert
-// in another. Each batch starts again from the top, so a panic queued while a batch
-// of lower priority was being sent goes in the next one.
-func (d *Dispatcher) claimHighest(ctx context.Context, schools []string) ([]store.Outgoing, error) {
-	now := d.o.Now()
-	for _, prio := range []int{visit.PriorityPanic, visit.PriorityAlert, visit.PriorityNormal} {
-		var out []store.Outgoing
-		for _, sc := range schools {
-			if len(out) >= d.o.Batch {
+// Allocate shares max claims among the ready queues, by priority first (the
+// priorities of ready[i] are visit.PriorityPanic, PriorityAlert, PriorityNormal,
+// as store.LookOutbox counts them), then evenly across schools, so that one
+// school's backlog does not starve another's messages of the same priority.
+func Allocate(schools []string, ready [][]int64, max int) []store.Quota {
+	var out []store.Quota
+	for p := range 3 {
+		if max <= 0 {
+			break
+		}
+		// Round-robin one at a time over the schools with messages of this
+		// priority, until max is spent or every queue is empty.
+		left := make([]int64, len(schools))
+		some := false
+		for i := range schools {
+			if p < len(ready[i]) {
+				left[i] = ready[i][p]
+				some = some || left[i] > 0
+			}
+		}
+		if !some {
+			continue
+		}
+		got := make([]int, len(schools))
+		for max > 0 {
+			progress := false
+			for i := range schools {
+				if max > 0 && left[i] > 0 {
+					left[i]--
+					got[i]++
+					max--
+					progress = true
+				}
+			}
+			if !progress {
 				break
 			}
-			got, err := d.o.Store.ClaimMessagesAt(ctx, sc, prio, now, d.o.Lease, d.o.Batch-len(out))
-			out = append(out, got...)
-			if err != nil {
-				return out, err
+		}
+		for i, n := range got {
+			if n > 0 {
+				out = append(out, store.Quota{School: schools[i], Priority: p, Max: n})
 			}
 		}
-		if len(out) > 0 {
-			return out, nil
-		}
 	}
-	return nil, nil
+	return out
+}
+
+// release hands claimed messages that were not started back to the queue, so
+// another replica sends them now rather than when their claims run out.
+func (d *Dispatcher) release(held []store.Outgoing) {
+	if len(held) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.o.SendTimeout)
+	defer cancel()
+	if err := d.o.Store.ReleaseMessages(ctx, held, d.o.Now()); err != nil {
+		d.o.Log.Warn("handing back claimed messages failed; they return when their claims run out", "n", len(held), "err", err)
+	}
 }
 
 // mayGo applies the throttles to a claimed message: a contact over its limit gets

@@ -65,7 +65,7 @@ func (s *Store) QueueMessage(ctx context.Context, m visit.Message, now time.Time
 	}
 	b := &txBuilder{index: map[string]int{}}
 	b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(m.School, m.ID)), b.k(s.k.outbox(m.School, m.Priority)), m.ID, string(raw), now.UnixMilli()})
-	b.tx.Pub = []string{s.k.wake(), fmt.Sprintf("%s %d", m.School, 0)}
+	b.tx.PubM = []string{s.k.wakeOutbox(), m.School}
 	arg, err := json.Marshal(b.tx)
 	if err != nil {
 		return err

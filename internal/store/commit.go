@@ -28,10 +28,11 @@ import (
 //	zadd: [[k, member, score]], zrem: [[k, member]]
 //	msg:  [[hash_k, outbox_k, id, json, score]] queue a message unless its hash exists
 //	xadd: [[k, json, maxlen]] append to a stream
-//	pub:  [channel, text] announce (new timers or messages) once committed
-//	wt:   [k] announce only if the timer set's earliest instant is now sooner
-//	      than before: other timer changes mean nothing to a scheduler that
-//	      already sleeps until an earlier (or the same) instant
+//	pub:  [channel, text] announce new timers once committed
+//	wt:   [k] announce them only if the timer set's earliest instant is now
+//	      sooner than before: other timer changes mean nothing to a scheduler
+//	      that already sleeps until an earlier (or the same) instant
+//	pubm: [channel, text] announce queued messages to the dispatchers
 //
 // Returns 1 when committed, 2 when committed and announced, 0 on a conflict, -1
 // when the claim was lost.
@@ -76,6 +77,7 @@ end
 for _, x in ipairs(tx.xadd or {}) do
   redis.call('XADD', KEYS[x[1]], 'MAXLEN', '~', x[3], '*', 'e', x[2])
 end
+local announced = 1
 if tx.pub then
   local wake = true
   if tx.wt then
@@ -84,10 +86,14 @@ if tx.pub then
   end
   if wake then
     redis.call('PUBLISH', tx.pub[1], tx.pub[2])
-    return 2
+    announced = 2
   end
 end
-return 1
+if tx.pubm then
+  redis.call('PUBLISH', tx.pubm[1], tx.pubm[2])
+  announced = 2
+end
+return announced
 `)
 
 // auditMaxLen bounds each school's audit stream (the retention job trims by age).
@@ -228,6 +234,7 @@ type tx struct {
 	XAdd [][]any  `json:"xadd,omitempty"`
 	Pub  []string `json:"pub,omitempty"`
 	WT   []any    `json:"wt,omitempty"`
+	PubM []string `json:"pubm,omitempty"`
 }
 
 type txBuilder struct {
@@ -362,11 +369,12 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		b.tx.E = append(b.tx.E, []any{b.k(key)})
 		b.tx.Set = append(b.tx.Set, []any{b.k(key), ch.InboundReply, inboundTTL.Milliseconds()})
 	}
-	if len(ch.Result.Messages) > 0 || earliest > 0 {
+	if earliest > 0 {
 		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
-		if len(ch.Result.Messages) == 0 {
-			b.tx.WT = []any{b.k(k.timers(s))}
-		}
+		b.tx.WT = []any{b.k(k.timers(s))}
+	}
+	if len(ch.Result.Messages) > 0 {
+		b.tx.PubM = []string{k.wakeOutbox(), s}
 	}
 	arg, err := json.Marshal(b.tx)
 	if err != nil {

@@ -65,7 +65,7 @@ func (s *Store) QueueMessages(ctx context.Context, school string, msgs []visit.M
 		}
 		b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(school, m.ID)), b.k(s.k.outbox(school, m.Priority)), m.ID, string(raw), now.UnixMilli()})
 	}
-	b.tx.Pub = []string{s.k.wake(), fmt.Sprintf("%s %d", school, 0)}
+	b.tx.PubM = []string{s.k.wakeOutbox(), school}
 	arg, err := json.Marshal(b.tx)
 	if err != nil {
 		return err

@@ -31,7 +31,8 @@ func (k keys) phones() string                   { return k.prefix + "dir:phones"
 func (k keys) unknownReply(ph string) string    { return k.prefix + "unknown:" + ph }
 func (k keys) twilioSID(sid string) string      { return k.prefix + "sid:" + sid }
 func (k keys) pendingReceipt(sid string) string { return k.prefix + "receipt:" + sid }
-func (k keys) wake() string                     { return k.prefix + "wake" } // pub/sub channel
+func (k keys) wake() string                     { return k.prefix + "wake" }        // pub/sub: timers
+func (k keys) wakeOutbox() string               { return k.prefix + "wake:outbox" } // pub/sub: messages
 func (k keys) heartbeat() string                { return k.prefix + "heartbeat" }
 
 // Timer members of a school's timer set.

@@ -127,9 +127,13 @@ func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 // Client is the underlying client (for subscriptions and tests).
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
-// WakeChannel is the pub/sub channel on which commits announce new timers and
-// messages, so every replica's scheduler and dispatcher wake without polling.
+// WakeChannel is the pub/sub channel on which commits announce a timer due
+// sooner than any other, so every replica's scheduler wakes without polling.
 func (s *Store) WakeChannel() string { return s.k.wake() }
+
+// OutboxChannel is the pub/sub channel on which commits that queue messages wake
+// the dispatchers.
+func (s *Store) OutboxChannel() string { return s.k.wakeOutbox() }
 
 // ---- directory ----
 
@@ -412,22 +416,28 @@ func (s *Store) InboundReply(ctx context.Context, school, sid string) (string, b
 	return r, err == nil, err
 }
 
-// Subscribe calls fn each time a commit announces new timers or messages on the
-// wake channel, until ctx ends. A lost subscription is re-made by go-redis; the
+// Subscribe calls timers each time a commit announces a timer sooner than any
+// other on the wake channel, and outbox each time one queues messages on the
+// outbox channel, until ctx ends. A lost subscription is re-made by go-redis; the
 // callers' safety polls cover the gap.
-func (s *Store) Subscribe(ctx context.Context, fn func()) {
-	sub := s.rdb.Subscribe(ctx, s.k.wake())
+func (s *Store) Subscribe(ctx context.Context, timers, outbox func()) {
+	sub := s.rdb.Subscribe(ctx, s.k.wake(), s.k.wakeOutbox())
 	defer sub.Close()
 	ch := sub.Channel()
+	box := s.k.wakeOutbox()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-ch:
+		case m, ok := <-ch:
 			if !ok {
 				return
 			}
-			fn()
+			if m.Channel == box {
+				outbox()
+			} else {
+				timers()
+			}
 		}
 	}
 }

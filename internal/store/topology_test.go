@@ -43,7 +43,8 @@ func subscribe(t *testing.T, s *store.Store) <-chan struct{} {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	woke := make(chan struct{}, 100)
-	go s.Subscribe(ctx, func() { woke <- struct{}{} })
+	wake := func() { woke <- struct{}{} }
+	go s.Subscribe(ctx, wake, wake)
 	return woke
 }
 
