@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -31,6 +32,8 @@ type Service struct {
 	// wake nudges this replica's scheduler and dispatcher after a commit that added
 	// timers or messages (other replicas hear of it through Redis pub/sub).
 	wake func()
+	// zones holds the schools' time zones by name, once loaded (*time.Location).
+	zones sync.Map
 }
 
 // Options are what a Service needs.
@@ -72,13 +75,28 @@ var errBusy = errors.New("the state kept changing while this was decided; try ag
 
 // transact loads, decides and commits in one school until the commit holds.
 func (s *Service) transact(ctx context.Context, school string, fn func(sn *store.Snapshot) (store.Change, error)) error {
+	_, _, err := s.transactInbound(ctx, school, "", fn)
+	return err
+}
+
+// transactInbound is transact for an inbound SMS whose Twilio MessageSid is sid
+// (fn's change records it). A MessageSid handled before is not looked for first:
+// the commit refuses a change whose MessageSid is already recorded (as a conflict),
+// so a repeat has no second effect, and only when a commit conflicts or the event
+// fails is the reply given the first time read. It is then returned with dup set.
+// A new message, nearly every one, costs no read for de-duplication.
+func (s *Service) transactInbound(ctx context.Context, school, sid string, fn func(sn *store.Snapshot) (store.Change, error)) (reply string, dup bool, err error) {
 	for range maxAttempts {
 		sn := s.st.Begin(school)
 		ch, err := fn(sn)
-		if err != nil {
-			return err
+		if err == nil {
+			err = sn.Commit(ctx, ch)
 		}
-		err = sn.Commit(ctx, ch)
+		if err != nil && sid != "" {
+			if r, ok, rerr := s.st.InboundReply(ctx, school, sid); rerr == nil && ok {
+				return r, true, nil
+			}
+		}
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -89,9 +107,9 @@ func (s *Service) transact(ctx context.Context, school string, fn func(sn *store
 				s.wake()
 			}
 		}
-		return err
+		return "", false, err
 	}
-	return errBusy
+	return "", false, errBusy
 }
 
 // observe counts what a committed change did.
@@ -174,13 +192,24 @@ func (s *Service) schoolState(ctx context.Context, id string) (*visit.School, *t
 	if err != nil {
 		return nil, nil, err
 	}
-	loc := s.loc
-	if sc.TimeZone != "" {
-		if l, err := time.LoadLocation(sc.TimeZone); err == nil {
-			loc = l
-		}
+	return sc, s.zone(sc.TimeZone), nil
+}
+
+// zone is the time zone named (the config's when empty or unknown). Zones are kept
+// once loaded: time.LoadLocation reads the zone database every time.
+func (s *Service) zone(name string) *time.Location {
+	if name == "" {
+		return s.loc
 	}
-	return sc, loc, nil
+	if l, ok := s.zones.Load(name); ok {
+		return l.(*time.Location)
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return s.loc
+	}
+	s.zones.Store(name, l)
+	return l
 }
 
 // officer loads an officer; one missing from the directory (deleted while a visit was

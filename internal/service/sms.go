@@ -76,18 +76,7 @@ func (s *Service) unknownSender(ctx context.Context, in InboundSMS, now time.Tim
 	return "This number is not registered with Vigil. Ask your school office to add it.", resultUnknown, nil
 }
 
-// dedup returns the reply already given to this MessageSid, if any.
-func (s *Service) dedup(ctx context.Context, school, sid string) (string, bool, error) {
-	if sid == "" {
-		return "", false, nil
-	}
-	return s.st.InboundReply(ctx, school, sid)
-}
-
 func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Command, role *store.PhoneRole, now time.Time) (string, string, error) {
-	if r, ok, err := s.dedup(ctx, role.School, in.SID); err != nil || ok {
-		return r, resultDup, err
-	}
 	sc, loc, err := s.schoolState(ctx, role.School)
 	if err != nil {
 		return "", "", err
@@ -97,7 +86,7 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		return "", "", err
 	}
 	var reply, result string
-	err = s.transact(ctx, role.School, func(sn *store.Snapshot) (store.Change, error) {
+	first, dup, err := s.transactInbound(ctx, role.School, in.SID, func(sn *store.Snapshot) (store.Change, error) {
 		st, ost, err := s.loadOfficer(ctx, sn, sc, loc, o)
 		if err != nil {
 			return store.Change{}, err
@@ -127,6 +116,9 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		ch.InboundSID, ch.InboundReply = in.SID, reply
 		return ch, nil
 	})
+	if dup {
+		return first, resultDup, nil
+	}
 	return reply, result, err
 }
 
@@ -190,15 +182,12 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 			school = withAlerts[0]
 		}
 	}
-	if r, ok, err := s.dedup(ctx, school, in.SID); err != nil || ok {
-		return r, resultDup, err
-	}
 	sc, loc, err := s.schoolState(ctx, school)
 	if err != nil {
 		return "", "", err
 	}
 	var reply, result string
-	err = s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+	first, dup, err := s.transactInbound(ctx, school, in.SID, func(sn *store.Snapshot) (store.Change, error) {
 		alerts, err := sn.OpenAlerts(ctx)
 		if err != nil {
 			return store.Change{}, err
@@ -228,6 +217,9 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		ch.InboundSID, ch.InboundReply = in.SID, reply
 		return ch, nil
 	})
+	if dup {
+		return first, resultDup, nil
+	}
 	return reply, result, err
 }
 

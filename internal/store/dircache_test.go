@@ -307,3 +307,43 @@ func TestDirCacheReturnsCopies(t *testing.T) {
 		t.Error("nothing was cached")
 	}
 }
+
+// A replica sees its own directory writes at once, without waiting for its
+// announcement to come back (here it never does: the cache has no subscription).
+func TestDirCacheSeesOwnWritesAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := NewWithClient(srv.Client(), "vigil:", slog.New(slog.DiscardHandler))
+	s.dir = newDirCache()
+	s.dir.invalidate(true) // in use, as if subscribed
+	ctx := t.Context()
+	for i, write := range []func() error{
+		func() error { return s.PutSchool(ctx, school("s1", "One", "+441632960001")) },
+		func() error { return s.PutSchool(ctx, school("s1", "Two", "+441632960002")) },
+		func() error { return s.ReindexPhones(ctx) },
+		func() error {
+			return s.SyncDirectory(ctx, []visit.School{school("s1", "Three", "+441632960003")}, nil)
+		},
+	} {
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		sc, err := s.School(ctx, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles, err := s.PhoneRoles(ctx, sc.Contacts["office"][0].Phone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"One", "Two", "Two", "Three"}[i]; sc.Name != want {
+			t.Errorf("write %d: read %q, want %q", i, sc.Name, want)
+		}
+		if i > 1 && len(roles) != 1 {
+			t.Errorf("write %d: the office phone has roles %+v", i, roles)
+		}
+	}
+	if !cached(s, dirKey{dirSchool, "s1"}) {
+		t.Error("nothing was cached")
+	}
+}

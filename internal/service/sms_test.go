@@ -1,0 +1,175 @@
+package service_test
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/service"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+const (
+	janePhone    = "+447700900101"
+	officePhone  = "+441632960001"
+	newPhone     = "+447700900109"
+	unknownReply = "This number is not registered with Vigil"
+)
+
+var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+
+// replica is one daemon's store and service on a shared Redis, as app.New wires them
+// (store.Open, so with the directory cache).
+type replica struct {
+	st      *store.Store
+	svc     *service.Service
+	metrics *service.Metrics
+}
+
+func newReplica(t *testing.T, srv *redistest.Server) *replica {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(t.Context(), store.Options{URL: srv.URL()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := service.NewMetrics(prometheus.NewRegistry())
+	policy := visit.Policy{
+		DefaultDuration: time.Hour, MaxDuration: 8 * time.Hour, ReminderBefore: 10 * time.Minute, Grace: 5 * time.Minute,
+		Levels:      []visit.Level{{Name: "office", RepeatEvery: 5 * time.Minute}},
+		PanicLevels: []string{"office"}, AckHold: 15 * time.Minute,
+	}
+	svc := service.New(service.Options{Store: st, Policy: policy, Now: func() time.Time { return t0 }, Log: log, Metrics: m})
+	return &replica{st: st, svc: svc, metrics: m}
+}
+
+func schoolWith(office string) visit.School {
+	return visit.School{ID: "s1", Name: "Demo Primary", Contacts: map[string][]visit.Contact{"office": {{Name: office, Phone: officePhone}}}}
+}
+
+var jane = visit.Officer{ID: "jdoe", Name: "Jane Doe", Phone: janePhone, School: "s1"}
+
+func (r *replica) sms(t *testing.T, from, body, sid string) string {
+	t.Helper()
+	reply, err := r.svc.HandleSMS(t.Context(), service.InboundSMS{From: from, Body: body, SID: sid})
+	if err != nil {
+		t.Fatalf("%s from %s: %v", body, from, err)
+	}
+	return reply
+}
+
+func openVisits(t *testing.T, r *replica) int {
+	t.Helper()
+	vs, err := r.st.OpenVisits(t.Context(), []string{"s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(vs)
+}
+
+// A MessageSid handled before gets the reply it got the first time, counted as a
+// duplicate, and changes nothing: whether the first answer opened a visit, refused,
+// or took charge of an alert, and when the repeats arrive all at once.
+func TestRepeatedMessageSid(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	r := newReplica(t, srv)
+	ctx := t.Context()
+	if err := r.st.SyncDirectory(ctx, []visit.School{schoolWith("School office")}, []visit.Officer{jane}); err != nil {
+		t.Fatal(err)
+	}
+	dups := func() float64 {
+		n := 0.0
+		for _, v := range []visit.Verb{visit.VerbVisit, visit.VerbExtend, visit.VerbAck} {
+			var m dto.Metric
+			if err := r.metrics.InboundSMS.WithLabelValues(string(v), "duplicate").Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			n += m.GetCounter().GetValue()
+		}
+		return n
+	}
+
+	// A refusal (nothing open to extend) is answered the same way again.
+	refused := r.sms(t, janePhone, "EXTEND 15", "SM-extend")
+	if again := r.sms(t, janePhone, "EXTEND 15", "SM-extend"); again != refused {
+		t.Errorf("repeated refusal: %q, first %q", again, refused)
+	}
+
+	// A VISIT repeated eight times at once opens one visit; every answer is the first.
+	first := r.sms(t, janePhone, "VISIT 45 14 Elm Road", "SM-visit")
+	var wg sync.WaitGroup
+	replies := make([]string, 8)
+	for i := range replies {
+		wg.Go(func() { replies[i] = r.sms(t, janePhone, "VISIT 45 14 Elm Road", "SM-visit") })
+	}
+	wg.Wait()
+	for _, got := range replies {
+		if got != first {
+			t.Errorf("repeated VISIT: %q, first %q", got, first)
+		}
+	}
+	if n := openVisits(t, r); n != 1 {
+		t.Errorf("%d open visits, want 1", n)
+	}
+
+	// A contact's ACK, repeated.
+	r.sms(t, janePhone, "PANIC", "SM-panic")
+	ack := r.sms(t, officePhone, "ACK", "SM-ack")
+	if !strings.Contains(ack, "Jane Doe") {
+		t.Fatalf("ACK reply: %q", ack)
+	}
+	if again := r.sms(t, officePhone, "ACK", "SM-ack"); again != ack {
+		t.Errorf("repeated ACK: %q, first %q", again, ack)
+	}
+	if got := dups(); got != 10 {
+		t.Errorf("%v answers counted as duplicates, want 10", got)
+	}
+}
+
+// The directory an SMS is decided with is the current one: a contact list changed
+// through this replica is the one a PANIC goes to at once, and a number added
+// through another replica works there at once.
+func TestSMSSeesDirectoryChanges(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, b := newReplica(t, srv), newReplica(t, srv)
+	ctx := t.Context()
+	if err := a.st.SyncDirectory(ctx, []visit.School{schoolWith("Old office")}, []visit.Officer{jane}); err != nil {
+		t.Fatal(err)
+	}
+	// The school, the officer and her phone are read (and cached) by both.
+	for _, r := range []*replica{a, b} {
+		if got := r.sms(t, janePhone, "STATUS", ""); strings.Contains(got, unknownReply) {
+			t.Fatalf("STATUS: %q", got)
+		}
+	}
+	if got := b.sms(t, newPhone, "STATUS", ""); !strings.Contains(got, unknownReply) {
+		t.Fatalf("an unknown number: %q", got)
+	}
+
+	if err := a.st.PutSchool(ctx, schoolWith("New office")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.st.ReindexPhones(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.sms(t, janePhone, "PANIC", "SM-panic"); !strings.Contains(got, "New office") || strings.Contains(got, "Old office") {
+		t.Errorf("PANIC after the office list changed: %q", got)
+	}
+
+	if err := a.st.PutOfficer(ctx, visit.Officer{ID: "asmith", Name: "Alex Smith", Phone: newPhone, School: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.sms(t, newPhone, "VISIT 30 22 Oak Lane", "SM-new"); !strings.Contains(got, "22 Oak Lane") {
+		t.Errorf("VISIT from a number just added, on the other replica: %q", got)
+	}
+}
