@@ -113,8 +113,10 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 	end := t0.Add(time.Duration((due+rate-1)/rate) * time.Second)
 	time.Sleep(time.Until(t0))
 	cpu0 := readCPU(w.redis.pid())
+	cmds0 := commandStats(ctx, sd.rdb)
 	w.twilio.waitCount(due, time.Until(end)+30*time.Second)
 	cpu := readCPU(w.redis.pid()).sub(cpu0)
+	cmds := commandStats(ctx, sd.rdb).sub(cmds0)
 	time.Sleep(500 * time.Millisecond) // let stragglers (duplicates) arrive
 
 	reqs := w.twilio.requests()
@@ -156,6 +158,7 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 	fmt.Printf("  CPU from the first due to the last SMS: vigil-load process %s, redis-server %s (%.0f + %.0f µs per alert)\n",
 		cpu.self.Round(time.Millisecond), cpu.redis.Round(time.Millisecond),
 		float64(cpu.self.Microseconds())/float64(due), float64(cpu.redis.Microseconds())/float64(due))
+	fmt.Printf("  redis commands per alert (calls, µs inside Redis): %s\n", cmds.per(due, 8))
 	if w.errors.Load() > 0 {
 		fmt.Fprintf(os.Stderr, "the daemons logged %d errors\n", w.errors.Load())
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,4 +143,61 @@ func redisInfo(ctx context.Context, c *redis.Client, section, field string) (str
 		}
 	}
 	return "", fmt.Errorf("INFO %s has no %s", section, field)
+}
+
+// cmdStats are Redis's per-command counters (INFO commandstats): calls and µs.
+type cmdStats map[string][2]int64
+
+// commandStats reads INFO commandstats (empty if it cannot).
+func commandStats(ctx context.Context, c *redis.Client) cmdStats {
+	out := cmdStats{}
+	s, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(s, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		var v [2]int64
+		for _, kv := range strings.Split(rest, ",") {
+			k, val, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(val, 10, 64)
+			switch k {
+			case "calls":
+				v[0] = n
+			case "usec":
+				v[1] = n
+			}
+		}
+		out[name] = v
+	}
+	return out
+}
+
+func (a cmdStats) sub(b cmdStats) cmdStats {
+	out := cmdStats{}
+	for k, v := range a {
+		out[k] = [2]int64{v[0] - b[k][0], v[1] - b[k][1]}
+	}
+	return out
+}
+
+// per lists the top commands by time spent in Redis, per unit of work.
+func (a cmdStats) per(n, top int) string {
+	names := make([]string, 0, len(a))
+	var total int64
+	for k, v := range a {
+		if v[0] > 0 {
+			names = append(names, k)
+			total += v[1]
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return a[names[i]][1] > a[names[j]][1] })
+	parts := []string{fmt.Sprintf("total %.0f µs", float64(total)/float64(n))}
+	for _, k := range names[:min(top, len(names))] {
+		parts = append(parts, fmt.Sprintf("%s %.1f×/%.0f µs", k, float64(a[k][0])/float64(n), float64(a[k][1])/float64(n)))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -361,7 +361,7 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) bool {
 
 // deliver sends one claimed message and records the outcome.
 func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
-	log := d.o.Log.With("msg", o.Msg.ID, "kind", o.Msg.Kind, "school", o.School)
+	log := msgLog{d.o.Log, o}
 	now := d.o.Now()
 	if o.State == "sending" && !d.settle(ctx, log, o, now) {
 		return
@@ -452,7 +452,7 @@ const (
 // given up and re-routed rather than risk a third copy). When Twilio cannot be
 // asked, an alert or panic goes out again, since a missing alert is worse than a
 // duplicate; anything else is asked about again later.
-func (d *Dispatcher) settle(ctx context.Context, log *slog.Logger, o store.Outgoing, now time.Time) bool {
+func (d *Dispatcher) settle(ctx context.Context, log msgLog, o store.Outgoing, now time.Time) bool {
 	const gaveUp = "gave up: earlier sends may have gone out"
 	if d.o.Checker == nil {
 		if o.Attempts >= 2 {
@@ -515,7 +515,7 @@ func (d *Dispatcher) settle(ctx context.Context, log *slog.Logger, o store.Outgo
 
 // fail records a message as failed for good and hands it to OnFailure, which
 // re-routes it (a call instead of an SMS, the next level after a failed call).
-func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, o store.Outgoing, code int, reason, detail string) {
+func (d *Dispatcher) fail(ctx context.Context, log msgLog, o store.Outgoing, code int, reason, detail string) {
 	log.Error("send failed for good", "reason", reason, "code", code, "err", detail)
 	if err := d.o.Store.RecordFailed(ctx, o, reason); err != nil {
 		d.lost(log, err)
@@ -527,7 +527,7 @@ func (d *Dispatcher) fail(ctx context.Context, log *slog.Logger, o store.Outgoin
 	}
 }
 
-func (d *Dispatcher) lost(log *slog.Logger, err error) {
+func (d *Dispatcher) lost(log logger, err error) {
 	if errors.Is(err, store.ErrFenced) {
 		log.Warn("message claim lost to another replica")
 		return
@@ -540,6 +540,27 @@ func (d *Dispatcher) count(m visit.Message, result string) {
 		d.o.Metrics.Notifications.WithLabelValues(m.Channel, m.Kind, result).Inc()
 	}
 }
+
+// logger is what the dispatcher logs through: a *slog.Logger, or a msgLog.
+type logger interface {
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
+
+// msgLog logs about one message, naming it; the logger is only built when
+// something is logged (a send that goes well logs nothing).
+type msgLog struct {
+	log *slog.Logger
+	o   store.Outgoing
+}
+
+func (l msgLog) with() *slog.Logger {
+	return l.log.With("msg", l.o.Msg.ID, "kind", l.o.Msg.Kind, "school", l.o.School)
+}
+func (l msgLog) Info(msg string, args ...any)  { l.with().Info(msg, args...) }
+func (l msgLog) Warn(msg string, args ...any)  { l.with().Warn(msg, args...) }
+func (l msgLog) Error(msg string, args ...any) { l.with().Error(msg, args...) }
 
 // backoff is exponential from 1 s, capped at 60 s, with full jitter in its upper half.
 func backoff(attempt int) time.Duration {

@@ -235,14 +235,27 @@ func (s *Store) StartSend(ctx context.Context, o Outgoing, now time.Time, lease 
 
 // RecordSent notes that Twilio accepted the message, and indexes its SID for
 // delivery receipts.
+//
+// Both go in one round trip. The SID is indexed even when the claim was lost (the
+// message did go out under that SID, and its receipts belong to it).
 func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time.Time) error {
-	if err := s.updateMessage(ctx, o, "", 0, "state", "sent", "sid", sid, "sent_at", now.UnixMilli()); err != nil {
-		return err
-	}
-	if sid != "" {
-		if err := s.rdb.Set(ctx, s.k.twilioSID(sid), o.School+"\x00"+o.Member, 14*24*time.Hour).Err(); err != nil {
-			return fmt.Errorf("index sid %s: %w", sid, err)
+	var rec *redis.Cmd
+	var index *redis.StatusCmd
+	_, err := s.pipelineScripts(ctx, []*redis.Script{messageScript}, func(p redis.Pipeliner) {
+		rec = messageScript.EvalSha(ctx, p, []string{s.k.outbox(o.School, o.Msg.Priority), s.k.message(o.School, o.Member)},
+			o.Member, o.Lease, "", 0, "state", "sent", "sid", sid, "sent_at", now.UnixMilli())
+		if sid != "" {
+			index = p.Set(ctx, s.k.twilioSID(sid), o.School+"\x00"+o.Member, 14*24*time.Hour)
 		}
+	})
+	if err != nil && rec.Err() == nil && index != nil && index.Err() != nil {
+		return fmt.Errorf("index sid %s: %w", sid, index.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("record message %s: %w", o.Member, err)
+	}
+	if n, _ := rec.Int(); n < 0 {
+		return ErrFenced
 	}
 	return nil
 }
