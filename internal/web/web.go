@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -145,7 +146,7 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 		s.o.Service.CountReply()
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	_, _ = w.Write([]byte(s.o.TwiML(reply)))
+	_, _ = io.WriteString(w, s.o.TwiML(reply)) // no copy of the answer into a []byte
 }
 
 // handleGather takes a keypress on an alert call (the <Gather> action): 1 takes
@@ -162,7 +163,7 @@ func (s *Server) handleGather(w http.ResponseWriter, r *http.Request) {
 		said = "Sorry, Vigil could not record that. Please reply ACK to the text message instead."
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	_, _ = w.Write([]byte(s.o.SayTwiML(said)))
+	_, _ = io.WriteString(w, s.o.SayTwiML(said))
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
