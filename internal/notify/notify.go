@@ -170,47 +170,47 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run sends until ctx ends. It looks at every school's outbox at once, claims no
-// more than it has free workers for (the rest stay in Redis for any replica with
-// room), most urgent first across schools, and hands each message to a worker as
-// soon as it has its turn under the send limit, without waiting for the others
-// claimed with it. On shutdown it hands back what it claimed and did not start,
-// and finishes the sends under way.
+// Run sends until ctx ends. It looks at every school's outbox at once and claims
+// a few messages ahead of its workers, most urgent first across schools; each
+// message goes to a worker as soon as one is free and it has its turn under the
+// send limit, without waiting for the others claimed with it. It claims again
+// when what it holds runs low, so a storm costs a look per several messages, and
+// whatever it claims is sorted in ahead of the less urgent messages it holds, so
+// a panic waits behind at most a few sends. On shutdown it hands back what it
+// holds and has not started, and finishes the sends under way.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	var (
 		busy     atomic.Int64
 		inflight sync.WaitGroup
+		held     []store.Outgoing // claimed, not yet started: most urgent first
+		next     time.Time        // when the next unclaimed message is ready
+		want     = true           // something may be ready to claim
 	)
 	defer inflight.Wait()
-	for {
-		free := d.o.Workers - int(busy.Load())
-		if free <= 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-d.freed:
+	capacity := max(1, min(d.o.Batch, 2*d.o.Workers))
+	low := capacity / 2 // claim again when holding no more than this
+	for ctx.Err() == nil {
+		if want && len(held) <= low {
+			ask := capacity - len(held)
+			claimed, at, err := d.claim(ctx, ask)
+			if err != nil && ctx.Err() == nil {
+				d.o.Log.Error("outbox pass failed", "err", err)
 			}
-			continue
+			held = mergeByPriority(held, claimed)
+			next = at
+			// A full claim may have left more behind; a short one emptied
+			// what was ready.
+			want = err == nil && len(claimed) == ask
 		}
-		claimed, next, err := d.claim(ctx, min(free, d.o.Batch))
-		if ctx.Err() != nil {
-			d.release(claimed)
-			return nil
-		}
-		if err != nil {
-			d.o.Log.Error("outbox pass failed", "err", err)
-		}
-		for i, o := range claimed {
-			if ctx.Err() != nil {
-				d.release(claimed[i:])
-				return nil
-			}
-			// Claims come most urgent first; taking rate-limit turns in that
-			// order means a panic never waits behind a reminder.
+		if len(held) > 0 && int(busy.Load()) < d.o.Workers {
+			o := held[0]
+			held = held[1:]
+			// Turns under the send limit are taken in this order, so a panic
+			// never waits behind a reminder.
 			if !d.mayGo(ctx, o) {
 				if ctx.Err() != nil {
-					d.release(claimed[i:])
-					return nil
+					held = append([]store.Outgoing{o}, held...)
+					break
 				}
 				continue
 			}
@@ -227,10 +227,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}()
 				d.deliver(context.WithoutCancel(ctx), o)
 			}()
+			continue
 		}
-		if len(claimed) > 0 && err == nil {
-			continue // more may be ready
-		}
+		// Wait for a worker, a wake-up, or the next message to be ready.
 		wait := d.o.Poll
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(d.o.Now())+time.Millisecond, 0))
@@ -238,13 +237,36 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil
 		case <-d.wake:
+			want = true
+		case <-d.freed:
 		case <-t.C:
+			want = true
 		}
 		t.Stop()
 	}
+	d.release(held)
+	return nil
+}
+
+// mergeByPriority adds claimed messages (most urgent first) to held ones (the
+// same), keeping the order: by priority, and within one, first claimed first.
+func mergeByPriority(held, claimed []store.Outgoing) []store.Outgoing {
+	if len(held) == 0 {
+		return claimed
+	}
+	out := make([]store.Outgoing, 0, len(held)+len(claimed))
+	i, j := 0, 0
+	for i < len(held) || j < len(claimed) {
+		if j == len(claimed) || (i < len(held) && held[i].Msg.Priority <= claimed[j].Msg.Priority) {
+			out = append(out, held[i])
+			i++
+		} else {
+			out = append(out, claimed[j])
+			j++
+		}
+	}
+	return out
 }
 
 // claim looks at every school's outbox and claims up to max ready messages, the
