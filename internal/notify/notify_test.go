@@ -288,3 +288,94 @@ func TestPanicGoesFirstAcrossSchools(t *testing.T) {
 		t.Fatalf("first send %q, want the other school's PANIC before this school's backlog", got[0])
 	}
 }
+
+// blockingSender holds every send until released, so a test can stop a
+// dispatcher while it has a send under way and more messages claimed.
+type blockingSender struct {
+	*sender
+	started chan string
+	release chan struct{}
+}
+
+func (b *blockingSender) SendSMS(ctx context.Context, m sms.Outbound) (string, error) {
+	b.started <- m.Body
+	<-b.release
+	return b.sender.SendSMS(ctx, m)
+}
+
+// A dispatcher that stops hands back the messages it claimed and never started:
+// another replica sends them at once, not when the claims run out. The send under
+// way finishes, and nothing goes out twice.
+func TestShutdownHandsBackClaimedMessages(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	queue(t, st, t0,
+		visit.Message{ID: "a1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE 1", Priority: visit.PriorityAlert},
+		visit.Message{ID: "a2", Kind: visit.KindAlert, To: "+447700900202", Body: "OVERDUE 2", Priority: visit.PriorityAlert})
+	// Both replicas' clocks stand still: a claim never runs out during the test,
+	// so the second replica can only send what the first handed back.
+	now := func() time.Time { return t0.Add(time.Minute) }
+	first := &blockingSender{sender: newSender(), started: make(chan string, 2), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- notify.New(notify.Options{Store: st, Sender: first, Log: quiet(), Now: now, Workers: 1, Lease: 4 * time.Second}).Run(ctx)
+	}()
+	var underWay string
+	select {
+	case underWay = <-first.started: // one send under way, the other message held
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first replica sent nothing")
+	}
+	cancel()
+	// Stopping waits for the send under way; let it finish once the hand-back
+	// has had its chance (Run hands back before it waits for its workers).
+	second := newSender()
+	run(t, notify.New(notify.Options{Store: st, Sender: second, Log: quiet(), Now: now}))
+	second.waitSends(t, 1)
+	close(first.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := append(first.bodies(), second.bodies()...)
+	if len(got) != 2 || got[0] != underWay || got[0] == got[1] {
+		t.Fatalf("sent %q (first replica %q, second %q), want each message once", got, first.bodies(), second.bodies())
+	}
+}
+
+// Allocate fills a claim by priority across every school, then shares each
+// priority evenly between the schools that have it.
+func TestAllocate(t *testing.T) {
+	schools := []string{"a", "b", "c"}
+	ready := [][]int64{
+		{0, 10, 5}, // a: 10 alerts, 5 reminders
+		{1, 1, 0},  // b: a panic, an alert
+		{0, 3, 0},  // c: 3 alerts
+	}
+	got := notify.Allocate(schools, ready, 6)
+	want := []store.Quota{
+		{School: "b", Priority: visit.PriorityPanic, Max: 1},
+		{School: "a", Priority: visit.PriorityAlert, Max: 2},
+		{School: "b", Priority: visit.PriorityAlert, Max: 1},
+		{School: "c", Priority: visit.PriorityAlert, Max: 2},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Allocate(6) = %v, want %v", got, want)
+	}
+	// Enough room for everything: every ready message, reminders last.
+	got = notify.Allocate(schools, ready, 100)
+	want = []store.Quota{
+		{School: "b", Priority: visit.PriorityPanic, Max: 1},
+		{School: "a", Priority: visit.PriorityAlert, Max: 10},
+		{School: "b", Priority: visit.PriorityAlert, Max: 1},
+		{School: "c", Priority: visit.PriorityAlert, Max: 3},
+		{School: "a", Priority: visit.PriorityNormal, Max: 5},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Allocate(100) = %v, want %v", got, want)
+	}
+	if got := notify.Allocate(schools, [][]int64{{0, 0, 0}, {0, 0, 0}, {0, 0, 0}}, 8); len(got) != 0 {
+		t.Errorf("nothing ready: Allocate = %v, want none", got)
+	}
+}

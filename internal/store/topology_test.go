@@ -120,9 +120,21 @@ func TestClusterStore(t *testing.T) {
 		if err := s.Begin(sc).Commit(ctx, store.Change{Fence: &due[0].Claim, Now: t0}); err != nil {
 			t.Fatalf("fenced commit in %s: %v", sc, err)
 		}
-		out, err := s.ClaimMessages(ctx, sc, t0, 4*time.Second, 100)
-		if err != nil || len(out) == 0 {
-			t.Fatalf("claim messages of %s: %d, %v", sc, len(out), err)
+		// The dispatcher's way: one look at every school, then claims whose script
+		// reads the messages' hashes (keys in the queue's slot).
+		look, err := s.LookOutbox(ctx, schools, t0)
+		if err != nil || look.Ready[i][visit.PriorityNormal] == 0 {
+			t.Fatalf("look at the outbox of %s: %+v, %v", sc, look, err)
+		}
+		var quotas []store.Quota
+		for p, n := range look.Ready[i] {
+			if n > 0 {
+				quotas = append(quotas, store.Quota{School: sc, Priority: p, Max: int(n)})
+			}
+		}
+		out, err := s.ClaimQuotas(ctx, quotas, t0, 4*time.Second)
+		if err != nil || len(out) == 0 || out[0].Msg.Body == "" {
+			t.Fatalf("claim messages of %s: %+v, %v", sc, out, err)
 		}
 		for j, o := range out {
 			if err := s.RecordAttempt(ctx, o, t0); err != nil {

@@ -1,0 +1,85 @@
+package store_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// The dispatcher's look counts what is ready in each queue of each school and
+// finds the next instant; claims take what the quotas ask, whole, and hold it
+// for the lease; a message handed back is ready again at once.
+func TestLookAndClaimQuotas(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	msg := func(id, school string, prio int) visit.Message {
+		return visit.Message{ID: id, School: school, Kind: visit.KindAlert, Channel: visit.ChannelSMS, To: "+447700900201", Body: "body " + id, Priority: prio}
+	}
+	for _, m := range []visit.Message{msg("p1", "a", visit.PriorityPanic), msg("x1", "a", visit.PriorityAlert), msg("x2", "a", visit.PriorityAlert), msg("r1", "b", visit.PriorityNormal)} {
+		if err := s.QueueMessage(ctx, m, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not ready until t0+1m.
+	if err := s.QueueMessage(ctx, msg("later", "b", visit.PriorityAlert), t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	schools := []string{"a", "b", "none"}
+	look, err := s.LookOutbox(ctx, schools, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{1, 2, 0}, {0, 0, 1}, {0, 0, 0}}
+	for i := range want {
+		for p := range want[i] {
+			if look.Ready[i][p] != want[i][p] {
+				t.Fatalf("ready = %v, want %v", look.Ready, want)
+			}
+		}
+	}
+	if !look.Next.Equal(t0) {
+		t.Errorf("next = %v, want %v (messages ready now)", look.Next, t0)
+	}
+
+	lease := 4 * time.Second
+	got, err := s.ClaimQuotas(ctx, []store.Quota{{School: "a", Priority: visit.PriorityPanic, Max: 5}, {School: "a", Priority: visit.PriorityAlert, Max: 1}}, t0, lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Member != "p1" || got[0].Msg.Body != "body p1" || got[0].State != "queued" || got[1].Member != "x1" ||
+		got[0].Lease != t0.Add(lease).UnixMilli() {
+		t.Fatalf("claimed %+v, want p1 then x1, whole, leased to t0+4s", got)
+	}
+	// Claimed messages are held for the lease: a second look sees only x2 and r1.
+	look, _ = s.LookOutbox(ctx, schools, t0)
+	if look.Ready[0][visit.PriorityPanic] != 0 || look.Ready[0][visit.PriorityAlert] != 1 {
+		t.Errorf("after the claim ready = %v, want p1 and x1 held", look.Ready)
+	}
+	if again, _ := s.ClaimQuotas(ctx, []store.Quota{{School: "a", Priority: visit.PriorityPanic, Max: 5}}, t0.Add(time.Second), lease); len(again) != 0 {
+		t.Errorf("a held panic was claimed again: %+v", again)
+	}
+	// Handed back, the panic is ready at once.
+	if err := s.ReleaseMessages(ctx, got[:1], t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.ClaimQuotas(ctx, []store.Quota{{School: "a", Priority: visit.PriorityPanic, Max: 5}}, t0.Add(time.Second), lease)
+	if err != nil || len(again) != 1 || again[0].Member != "p1" {
+		t.Fatalf("after the hand-back: %+v, %v, want p1", again, err)
+	}
+	// A message whose hash is gone cannot be sent: it is dropped, not claimed
+	// again and again.
+	if err := srv.Client().Del(ctx, "vigil:{b}:msg:r1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ClaimQuotas(ctx, []store.Quota{{School: "b", Priority: visit.PriorityNormal, Max: 5}}, t0, lease); err != nil || len(got) != 0 {
+		t.Fatalf("claimed %+v, %v; want the unreadable message dropped", got, err)
+	}
+	if n := srv.Client().ZCard(ctx, "vigil:{b}:outbox:2").Val(); n != 0 {
+		t.Errorf("the unreadable message is still queued (%d)", n)
+	}
+}
