@@ -17,13 +17,21 @@ import (
 // before and after seeding N visits as VISIT by SMS writes them), and in the daemon
 // (live heap after GC with N open visits against none: Redis holds the truth, so
 // this should be about zero).
+//
+// A VISIT by SMS leaves three things of different lifetimes: the open visit's state
+// (visit, officer state, timer, open-visit set), kept while the visit is open; the
+// inbound-SMS dedup key, kept for the dedup window whatever the visit does; and an
+// audit entry, kept by retention. After the total, the dedup keys and then the audit
+// streams are deleted, each measured by what used_memory gives back, so the three are
+// reported apart: the state per open visit, the cost per inbound SMS and per audit
+// event.
 func runMemory(args []string) error {
 	fs := flag.NewFlagSet("memory", flag.ExitOnError)
 	visits := fs.Int("visits", 100_000, "open visits to seed")
 	schools := fs.Int("schools", 50, "schools the visits are spread over")
 	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
 	workers := fs.Int("seed-workers", 64, "concurrent commits while seeding")
-	verbose := fs.Bool("v", false, "log the daemon's warnings")
+	verbose := fs.Bool("v", false, "log the daemon's warnings, and print a sample of each key")
 	prof := profiled(fs)
 	fs.Parse(args)
 	defer prof()()
@@ -35,11 +43,17 @@ func runMemory(args []string) error {
 		if err != nil {
 			return err
 		}
-		figs.add(f, "redis B/visit", "  visit JSON", "  officer state", "  SMS dedup (48 h)", "  timer zset", "  open set",
-			"  audit stream", "  rest", "redis B/visit w/o dedup+audit", "daemon heap B/visit", "daemon heap MiB (0 visits)")
+		figs.add(f, memoryFigures...)
 	}
 	fmt.Printf("\n%s", figs.String())
 	return nil
+}
+
+// memoryFigures are the rows of the summary, in order.
+var memoryFigures = []string{
+	"redis B per VISIT by SMS", "  state B/open visit", "    visit", "    officer state", "    timer zset",
+	"    open set", "    rest", "  SMS dedup B/inbound SMS", "    dedup key (sample)", "  audit B/event",
+	"daemon heap B/visit", "daemon heap MiB (0 visits)",
 }
 
 func memoryOnce(n, schools, workers int, verbose bool) (map[string]float64, error) {
@@ -86,10 +100,11 @@ func memoryOnce(n, schools, workers int, verbose bool) (map[string]float64, erro
 	heap1 := liveHeap()
 
 	per := func(b int64) float64 { return float64(b) / float64(n) }
-	// Where it goes: one sample of each per-visit key, and the whole of each
-	// per-school structure.
+	school := func(i int) string { return keyPrefix + "{" + schoolID(i) + "}:" }
+	// Where the state goes: one sample of each per-visit key (MEMORY USAGE: value,
+	// key and the key's entry), and the whole of each per-school structure.
 	sample := func(kind string) int64 {
-		keys, _, err := probe.Scan(ctx, 0, keyPrefix+"{"+schoolID(0)+"}:"+kind+":*", 1000).Result()
+		keys, _, err := probe.Scan(ctx, 0, school(0)+kind+":*", 1000).Result()
 		if err != nil || len(keys) == 0 {
 			return 0
 		}
@@ -102,36 +117,92 @@ func memoryOnce(n, schools, workers int, verbose bool) (map[string]float64, erro
 	whole := func(suffix string) int64 {
 		var sum int64
 		for i := range schools {
-			sum += probe.MemoryUsage(ctx, keyPrefix+"{"+schoolID(i)+"}:"+suffix, 0).Val()
+			sum += probe.MemoryUsage(ctx, school(i)+suffix, 0).Val()
 		}
 		return sum
 	}
 	if verbose {
 		for _, kind := range []string{"visit", "ostate", "sms"} {
-			keys, _, _ := probe.Scan(ctx, 0, keyPrefix+"{"+schoolID(0)+"}:"+kind+":*", 1000).Result()
+			keys, _, _ := probe.Scan(ctx, 0, school(0)+kind+":*", 1000).Result()
 			if len(keys) > 0 {
 				fmt.Printf("  %s (%d B): %s\n", keys[0], probe.MemoryUsage(ctx, keys[0]).Val(), probe.Get(ctx, keys[0]).Val())
 			}
 		}
-		xs, _ := probe.XRevRangeN(ctx, keyPrefix+"{"+schoolID(0)+"}:audit", "+", "-", 1).Result()
+		xs, _ := probe.XRevRangeN(ctx, school(0)+"audit", "+", "-", 1).Result()
 		if len(xs) > 0 {
 			fmt.Printf("  audit entry: %v\n", xs[0].Values)
 		}
 	}
-	total := per(redis1 - redis0)
-	vj, os, dd := float64(sample("visit")), float64(sample("ostate")), float64(sample("sms"))
-	tz, op, au := per(whole("timers")), per(whole("visits:open")), per(whole("audit"))
-	rest := total - vj - os - dd - tz - op - au
-	fmt.Printf("redis: used_memory %d -> %d: %.0f B per open visit (visit JSON %.0f, officer state %.0f, SMS dedup %.0f, timer %.0f, open set %.0f, audit %.0f, rest %.0f)\n",
-		redis0, redis1, total, vj, os, dd, tz, op, au, rest)
+	vj, os, dk := float64(sample("visit")), float64(sample("ostate")), float64(sample("sms"))
+	tz, op := per(whole("timers")), per(whole("visits:open"))
+
+	// What the dedup keys and the audit entries cost: what deleting them gives back.
+	// Redis keeps the keyspace's tables of slots (8 B a slot, 1-2 slots a key), so the
+	// dedup keys' share of them, about 15-25 B, stays in the state's rest.
+	for i := range schools {
+		if err := deleteMatching(ctx, probe, school(i)+"sms:*"); err != nil {
+			return nil, err
+		}
+	}
+	redis2, err := usedMemory(ctx, probe)
+	if err != nil {
+		return nil, err
+	}
+	for i := range schools {
+		if err := probe.Del(ctx, school(i)+"audit").Err(); err != nil {
+			return nil, err
+		}
+	}
+	redis3, err := usedMemory(ctx, probe)
+	if err != nil {
+		return nil, err
+	}
+	total, state, dedup, audit := per(redis1-redis0), per(redis3-redis0), per(redis1-redis2), per(redis2-redis3)
+	rest := state - vj - os - tz - op
+	fmt.Printf("redis: used_memory %d -> %d: %.0f B per VISIT by SMS = state %.0f B per open visit + SMS dedup %.0f B + audit %.0f B\n",
+		redis0, redis1, total, state, dedup, audit)
+	fmt.Printf("  state per open visit: visit %.0f, officer state %.0f, timer %.0f, open set %.0f, rest %.0f (keyspace slots)\n",
+		vj, os, tz, op, rest)
+	fmt.Printf("  per inbound SMS: dedup %.0f B (kept %s; the key alone %.0f); per audit event: %.0f B\n",
+		dedup, dedupWindow, dk, audit)
 	fmt.Printf("daemon: live heap %d -> %d B: %.2f B per open visit\n", heap0, heap1, per(int64(heap1)-int64(heap0)))
 	return map[string]float64{
-		"redis B/visit": total, "  visit JSON": vj, "  officer state": os, "  SMS dedup (48 h)": dd,
-		"  timer zset": tz, "  open set": op, "  audit stream": au, "  rest": rest,
-		"redis B/visit w/o dedup+audit": total - dd - au,
-		"daemon heap B/visit":           per(int64(heap1) - int64(heap0)),
-		"daemon heap MiB (0 visits)":    float64(heap0) / (1 << 20),
+		"redis B per VISIT by SMS": total,
+		"  state B/open visit":     state, "    visit": vj, "    officer state": os, "    timer zset": tz,
+		"    open set": op, "    rest": rest,
+		"  SMS dedup B/inbound SMS": dedup, "    dedup key (sample)": dk,
+		"  audit B/event":            audit,
+		"daemon heap B/visit":        per(int64(heap1) - int64(heap0)),
+		"daemon heap MiB (0 visits)": float64(heap0) / (1 << 20),
 	}, nil
+}
+
+// dedupWindow is how long Vigil keeps an inbound MessageSid (store's inboundTTL).
+const dedupWindow = "6 h"
+
+// deleteMatching deletes every key matching pattern.
+func deleteMatching(ctx context.Context, c *redis.Client, pattern string) error {
+	it := c.Scan(ctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.Del(ctx, batch...).Err()
+		batch = batch[:0]
+		return err
+	}
+	for it.Next(ctx) {
+		if batch = append(batch, it.Val()); len(batch) == 500 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return flush()
 }
 
 func usedMemory(ctx context.Context, c *redis.Client) (int64, error) {

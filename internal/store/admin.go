@@ -19,9 +19,9 @@ import (
 // the reads of the history pages.
 
 // AppendAudit appends one event to a school's audit stream, as Commit does for the
-// events of a decision (field "e", the event's JSON).
+// events of a decision (field "e", the event encoded for storage: codec.go).
 func (s *Store) AppendAudit(ctx context.Context, school string, e visit.Event) error {
-	raw, err := json.Marshal(e)
+	raw, err := encodeAuditEvent(e)
 	if err != nil {
 		return err
 	}
@@ -43,8 +43,8 @@ func (s *Store) AuditEvents(ctx context.Context, school string, n int64) ([]visi
 	out := make([]visit.Event, 0, len(xs))
 	for _, x := range xs {
 		raw, _ := x.Values["e"].(string)
-		var e visit.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		e, err := decodeAuditEvent([]byte(raw))
+		if err != nil {
 			continue // written by a newer version, or damaged: skip rather than fail the page
 		}
 		out = append(out, e)
@@ -87,7 +87,7 @@ func (s *Store) HistoryVisits(ctx context.Context, school string, from, to time.
 	if err != nil {
 		return nil, fmt.Errorf("list closed visits of %s: %w", school, err)
 	}
-	return getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(school, id) }, ids)
+	return s.loadVisits(ctx, school, ids)
 }
 
 // HistoryAlerts lists a school's alerts raised in [from, to), newest first, at most
@@ -97,12 +97,12 @@ func (s *Store) HistoryAlerts(ctx context.Context, school string, from, to time.
 	if err != nil {
 		return nil, fmt.Errorf("list alerts of %s: %w", school, err)
 	}
-	return getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(school, id) }, ids)
+	return s.loadAlerts(ctx, school, ids)
 }
 
 // HistoryAlert loads one alert of a school with its events; ErrNotFound if none.
 func (s *Store) HistoryAlert(ctx context.Context, school, id string) (*visit.Alert, error) {
-	as, err := getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(school, id) }, []string{id})
+	as, err := s.loadAlerts(ctx, school, []string{id})
 	if err != nil {
 		return nil, fmt.Errorf("load alert %s: %w", id, err)
 	}

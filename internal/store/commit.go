@@ -117,17 +117,19 @@ func (s *Store) Begin(school string) *Snapshot {
 // School is the school this snapshot reads.
 func (sn *Snapshot) School() string { return sn.school }
 
-func (sn *Snapshot) get(ctx context.Context, key string, v any) (bool, error) {
-	raw, err := sn.s.rdb.Get(ctx, key).Result()
+// get reads a key and remembers the raw value for Commit's check; ok is false when
+// the key does not exist.
+func (sn *Snapshot) get(ctx context.Context, key string) (raw []byte, ok bool, err error) {
+	s, err := sn.s.rdb.Get(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
 		sn.seen[key] = nil
-		return false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	sn.seen[key] = &raw
-	return true, json.Unmarshal([]byte(raw), v)
+	sn.seen[key] = &s
+	return []byte(s), true, nil
 }
 
 // Visit reads one visit; nil when it does not exist.
@@ -135,12 +137,11 @@ func (sn *Snapshot) Visit(ctx context.Context, id string) (*visit.Visit, error) 
 	if id == "" {
 		return nil, nil
 	}
-	var v visit.Visit
-	ok, err := sn.get(ctx, sn.s.k.visit(sn.school, id), &v)
+	raw, ok, err := sn.get(ctx, sn.s.k.visit(sn.school, id))
 	if err != nil || !ok {
 		return nil, wrap(err, "load visit "+id)
 	}
-	return &v, nil
+	return decodeVisit(sn.school, id, raw)
 }
 
 // Alert reads one alert; nil when it does not exist.
@@ -148,12 +149,11 @@ func (sn *Snapshot) Alert(ctx context.Context, id string) (*visit.Alert, error) 
 	if id == "" {
 		return nil, nil
 	}
-	var a visit.Alert
-	ok, err := sn.get(ctx, sn.s.k.alert(sn.school, id), &a)
+	raw, ok, err := sn.get(ctx, sn.s.k.alert(sn.school, id))
 	if err != nil || !ok {
 		return nil, wrap(err, "load alert "+id)
 	}
-	return &a, nil
+	return decodeAlert(sn.school, id, raw)
 }
 
 // Alerts reads the alerts named, skipping any that no longer exist.
@@ -184,9 +184,13 @@ func (sn *Snapshot) OpenAlerts(ctx context.Context) ([]*visit.Alert, error) {
 
 // OfficerState reads what Vigil remembers of an officer.
 func (sn *Snapshot) OfficerState(ctx context.Context, officer string) (visit.OfficerState, error) {
-	var st visit.OfficerState
-	_, err := sn.get(ctx, sn.s.k.officerState(sn.school, officer), &st)
-	return st, wrap(err, "load officer state "+officer)
+	key := sn.s.k.officerState(sn.school, officer)
+	raw, ok, err := sn.get(ctx, key)
+	if err != nil || !ok {
+		return visit.OfficerState{}, wrap(err, "load officer state "+officer)
+	}
+	st, err := decodeOfficerState(raw)
+	return st, wrap(err, key)
 }
 
 func wrap(err error, what string) error {
@@ -252,9 +256,12 @@ func (b *txBuilder) k(key string) int {
 	return len(b.keys)
 }
 
-// inboundTTL is how long a handled MessageSid is remembered (Twilio retries within
-// minutes; two days is generous).
-const inboundTTL = 48 * time.Hour
+// inboundTTL is how long a handled MessageSid is remembered, with its reply. Twilio
+// sends a webhook again only on a failed connection, and only within the webhook's
+// total time (at most 15 s, connection overrides included); nothing else sends a
+// MessageSid twice. Six hours covers that many times over, and bounds the keys
+// (one per inbound SMS) to six hours of traffic. README "Repeats from Twilio".
+const inboundTTL = 6 * time.Hour
 
 // Commit writes the change atomically. It returns ErrConflict when something read
 // has changed (decide again) and ErrFenced when the timer claim was lost.
@@ -271,10 +278,10 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 			b.tx.E = append(b.tx.E, []any{b.k(key)})
 		}
 	}
-	set := func(key string, v any) error {
-		raw, err := json.Marshal(v)
+	// set writes a value encoded for storage (codec.go).
+	set := func(key string, raw []byte, err error) error {
 		if err != nil {
-			return err
+			return fmt.Errorf("encode %s: %w", key, err)
 		}
 		expect(key)
 		b.tx.Set = append(b.tx.Set, []any{b.k(key), string(raw), 0})
@@ -284,7 +291,8 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		b.tx.F = []any{b.k(k.timers(s)), ch.Fence.Member, ch.Fence.Lease}
 	}
 	for _, v := range ch.Result.Visits {
-		if err := set(k.visit(s, v.ID), v); err != nil {
+		raw, err := encodeVisit(v)
+		if err := set(k.visit(s, v.ID), raw, err); err != nil {
 			return err
 		}
 		if v.Open() {
@@ -296,7 +304,8 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	}
 	for _, a := range ch.Result.Alerts {
 		_, known := sn.seen[k.alert(s, a.ID)]
-		if err := set(k.alert(s, a.ID), a); err != nil {
+		raw, err := encodeAlert(a)
+		if err := set(k.alert(s, a.ID), raw, err); err != nil {
 			return err
 		}
 		if !known && a.Code != "" {
@@ -323,7 +332,8 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	}
 	sort.Strings(officers)
 	for _, o := range officers {
-		if err := set(k.officerState(s, o), ch.OfficerStates[o]); err != nil {
+		raw, err := encodeOfficerState(ch.OfficerStates[o])
+		if err := set(k.officerState(s, o), raw, err); err != nil {
 			return err
 		}
 	}
@@ -358,7 +368,7 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		b.tx.Msg = append(b.tx.Msg, []any{b.k(k.message(s, m.ID)), b.k(k.outbox(s, m.Priority)), m.ID, string(raw), ch.Now.UnixMilli()})
 	}
 	for _, e := range ch.Result.Audit {
-		raw, err := json.Marshal(e)
+		raw, err := encodeAuditEvent(e)
 		if err != nil {
 			return err
 		}

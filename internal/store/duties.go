@@ -84,7 +84,7 @@ func (s *Store) ClosedVisits(ctx context.Context, school string, from, to time.T
 	if err != nil {
 		return nil, fmt.Errorf("list visits of %s closed from %s: %w", school, from.Format(time.RFC3339), err)
 	}
-	return getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(school, id) }, ids)
+	return s.loadVisits(ctx, school, ids)
 }
 
 // RaisedAlerts lists the alerts of a school raised in [from, to), oldest first.
@@ -93,7 +93,7 @@ func (s *Store) RaisedAlerts(ctx context.Context, school string, from, to time.T
 	if err != nil {
 		return nil, fmt.Errorf("list alerts of %s raised from %s: %w", school, from.Format(time.RFC3339), err)
 	}
-	return getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(school, id) }, ids)
+	return s.loadAlerts(ctx, school, ids)
 }
 
 // msRange is [from, to) as a ZRANGEBYSCORE range of Unix milliseconds.
@@ -219,7 +219,7 @@ func (s *Store) AlertsRaisedBefore(ctx context.Context, school string, t time.Ti
 
 // VisitByID reads one visit without a snapshot; nil when it does not exist.
 func (s *Store) VisitByID(ctx context.Context, school, id string) (*visit.Visit, error) {
-	vs, err := getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(school, id) }, []string{id})
+	vs, err := s.loadVisits(ctx, school, []string{id})
 	if err != nil || len(vs) == 0 {
 		return nil, wrap(err, "load visit "+id)
 	}
@@ -228,7 +228,7 @@ func (s *Store) VisitByID(ctx context.Context, school, id string) (*visit.Visit,
 
 // AlertByID reads one alert without a snapshot; nil when it does not exist.
 func (s *Store) AlertByID(ctx context.Context, school, id string) (*visit.Alert, error) {
-	as, err := getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(school, id) }, []string{id})
+	as, err := s.loadAlerts(ctx, school, []string{id})
 	if err != nil || len(as) == 0 {
 		return nil, wrap(err, "load alert "+id)
 	}
@@ -243,22 +243,23 @@ func (s *Store) AlertByID(ctx context.Context, school, id string) (*visit.Alert,
 // Only a visit that is closed and still names that alert is deleted: retention
 // decided on what it read, and anything else means the record is not what it saw.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped),
-// -1 when it was left alone.
+// -1 when it was left alone. It reads the visit in either storage format (codec.go):
+// the tag "~" and s, a and oc, or the old state, alert_id and outcome.
 var purgeVisitScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
+if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
 local v = cjson.decode(raw)
-local alert = v.alert_id
+local state, alert, outcome = v.s or v.state, v.a or v.alert_id, v.oc or v.outcome
 if type(alert) ~= 'string' then alert = '' end
-if v.state ~= 'closed' or alert ~= ARGV[2] then return -1 end
+if state ~= 'closed' or alert ~= ARGV[2] then return -1 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], 'v:' .. ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'visits', 1)
-local outcome = v.outcome
 if type(outcome) ~= 'string' or outcome == '' then outcome = 'unknown' end
 redis.call('HINCRBY', KEYS[4], 'outcome:' .. outcome, 1)
 return 1
@@ -284,15 +285,17 @@ func (s *Store) PurgeVisit(ctx context.Context, school, id, alertID, month strin
 // KEYS[4]: its timers.
 // ARGV[1]: the alert ID.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped), -1
-// when it is not resolved (never purged).
+// when it is not resolved (never purged). It reads the state in either storage
+// format (codec.go: the tag "~" and s, or the old state).
 var purgeAlertScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
+if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
 local a = cjson.decode(raw)
-if a.state ~= 'resolved' then return -1 end
+if (a.s or a.state) ~= 'resolved' then return -1 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
@@ -360,15 +363,15 @@ func (s *Store) ForgetLastVisit(ctx context.Context, school, officer, visitID st
 		if err != nil {
 			return fmt.Errorf("load officer state %s: %w", officer, err)
 		}
-		var st visit.OfficerState
-		if err := json.Unmarshal([]byte(raw), &st); err != nil {
-			return fmt.Errorf("decode officer state %s: %w", officer, err)
+		st, err := decodeOfficerState([]byte(raw))
+		if err != nil {
+			return fmt.Errorf("officer %s: %w", officer, err)
 		}
 		if st.LastVisit != visitID {
 			return nil
 		}
 		st.LastVisit, st.LastText = "", ""
-		b, err := json.Marshal(st)
+		b, err := encodeOfficerState(st)
 		if err != nil {
 			return err
 		}

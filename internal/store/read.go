@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -22,7 +21,7 @@ func (s *Store) OpenVisits(ctx context.Context, schools []string) ([]*visit.Visi
 		if err != nil {
 			return nil, fmt.Errorf("list open visits of %s: %w", sc, err)
 		}
-		vs, err := getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(sc, id) }, ids)
+		vs, err := s.loadVisits(ctx, sc, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +39,7 @@ func (s *Store) RecentVisits(ctx context.Context, schools []string, limit int64)
 		if err != nil {
 			return nil, fmt.Errorf("list closed visits of %s: %w", sc, err)
 		}
-		vs, err := getAll[visit.Visit](ctx, s.rdb, func(id string) string { return s.k.visit(sc, id) }, ids)
+		vs, err := s.loadVisits(ctx, sc, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +77,7 @@ func (s *Store) ListAlerts(ctx context.Context, schools []string, open bool, lim
 		if err != nil {
 			return nil, fmt.Errorf("list alerts of %s: %w", sc, err)
 		}
-		as, err := getAll[visit.Alert](ctx, s.rdb, func(id string) string { return s.k.alert(sc, id) }, ids)
+		as, err := s.loadAlerts(ctx, sc, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +119,22 @@ func (s *Store) find(ctx context.Context, schools []string, key func(string) str
 	return "", ErrNotFound
 }
 
-func getAll[T any](ctx context.Context, rdb redis.UniversalClient, key func(string) string, ids []string) ([]*T, error) {
+// loadVisits reads the visits of one school named by ids, in that order, skipping any
+// that no longer exist.
+func (s *Store) loadVisits(ctx context.Context, school string, ids []string) ([]*visit.Visit, error) {
+	return getAll(ctx, s.rdb, func(id string) string { return s.k.visit(school, id) }, ids,
+		func(id string, raw []byte) (*visit.Visit, error) { return decodeVisit(school, id, raw) })
+}
+
+// loadAlerts reads the alerts of one school named by ids, as loadVisits.
+func (s *Store) loadAlerts(ctx context.Context, school string, ids []string) ([]*visit.Alert, error) {
+	return getAll(ctx, s.rdb, func(id string) string { return s.k.alert(school, id) }, ids,
+		func(id string, raw []byte) (*visit.Alert, error) { return decodeAlert(school, id, raw) })
+}
+
+// getAll reads the keys of ids in one pipeline and decodes each value found.
+func getAll[T any](ctx context.Context, rdb redis.UniversalClient, key func(string) string, ids []string,
+	decode func(id string, raw []byte) (*T, error)) ([]*T, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -135,7 +149,7 @@ func getAll[T any](ctx context.Context, rdb redis.UniversalClient, key func(stri
 		return nil, err
 	}
 	out := make([]*T, 0, len(ids))
-	for _, c := range cmds {
+	for i, c := range cmds {
 		raw, err := c.Bytes()
 		if errors.Is(err, redis.Nil) {
 			continue
@@ -143,11 +157,11 @@ func getAll[T any](ctx context.Context, rdb redis.UniversalClient, key func(stri
 		if err != nil {
 			return nil, err
 		}
-		var x T
-		if err := json.Unmarshal(raw, &x); err != nil {
+		x, err := decode(ids[i], raw)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, &x)
+		out = append(out, x)
 	}
 	return out, nil
 }
