@@ -210,6 +210,10 @@ type loop struct {
 	next map[string]time.Time
 	// pending are timers claimed and not yet taken by a worker, earliest due first.
 	pending []store.Due
+	// renewBy is the earliest lease among pending (Unix ms) as of the last claim or
+	// renewal: a timer handed out since then can only make the truth later, so
+	// renewing by it is never late (and needs no scan of a storm's pending).
+	renewBy int64
 	// dirty: a wake-up asks for a look at every school.
 	dirty bool
 	// lastLook is when every school was last read (wall clock: the gap and the poll
@@ -309,7 +313,12 @@ func (l *loop) claim(ctx context.Context, now time.Time) {
 	}
 	added := false
 	for i, sc := range due {
-		l.pending = append(l.pending, got[i]...)
+		for _, d := range got[i] {
+			if len(l.pending) == 0 || d.Lease < l.renewBy {
+				l.renewBy = d.Lease
+			}
+			l.pending = append(l.pending, d)
+		}
 		added = added || len(got[i]) > 0
 		if nexts[i].IsZero() {
 			delete(l.next, sc)
@@ -338,15 +347,14 @@ func (l *loop) renew(ctx context.Context, now time.Time) {
 		l.s.o.Log.Warn("timer claims lost to another replica before a worker took them", "timers", lost)
 	}
 	l.pending = kept
+	if len(kept) > 0 {
+		l.renewBy = kept[0].Lease // all renewed to the same instant
+	}
 }
 
 // renewAt is when the pending timers' leases must be renewed.
 func (l *loop) renewAt() time.Time {
-	lease := l.pending[0].Lease
-	for _, d := range l.pending {
-		lease = min(lease, d.Lease)
-	}
-	return time.UnixMilli(lease).Add(-l.s.o.Lease / 2)
+	return time.UnixMilli(l.renewBy).Add(-l.s.o.Lease / 2)
 }
 
 // wait is how long the loop may sleep: until the earliest school's timer falls due
