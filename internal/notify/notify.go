@@ -51,6 +51,7 @@ type Store interface {
 	ClaimQuotas(ctx context.Context, quotas []store.Quota, now time.Time, lease time.Duration) ([]store.Outgoing, error)
 	ReleaseMessages(ctx context.Context, held []store.Outgoing, now time.Time) error
 	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error)
+	AbandonSend(ctx context.Context, o, prev store.Outgoing, now time.Time) error
 	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
 	RecordRetry(ctx context.Context, o store.Outgoing, at time.Time, reason string) error
 	RecordFailed(ctx context.Context, o store.Outgoing, reason string) error
@@ -185,6 +186,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		held     []store.Outgoing // claimed, not yet started: most urgent first
 		next     time.Time        // when the next unclaimed message is ready
 		want     = true           // something may be ready to claim
+		// sending are the messages this dispatcher's workers are sending. If
+		// one comes back in a claim, its send outlived the lease (a stall, or
+		// a test's clock jumping): the send under way settles it, and a second
+		// would be a duplicate.
+		sending sync.Map
 	)
 	defer inflight.Wait()
 	capacity := max(1, min(d.o.Batch, 2*d.o.Workers))
@@ -205,6 +211,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if len(held) > 0 && int(busy.Load()) < d.o.Workers {
 			o := held[0]
 			held = held[1:]
+			id := o.School + "\x00" + o.Member
+			if _, ok := sending.Load(id); ok {
+				d.o.Log.Warn("a message still being sent was claimed again; leaving it to the send under way", "msg", o.Msg.ID)
+				continue
+			}
 			// Turns under the send limit are taken in this order, so a panic
 			// never waits behind a reminder.
 			if !d.mayGo(ctx, o) {
@@ -216,8 +227,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			busy.Add(1)
 			inflight.Add(1)
+			sending.Store(id, struct{}{})
 			go func() {
 				defer func() {
+					sending.Delete(id)
 					busy.Add(-1)
 					inflight.Done()
 					select {
@@ -388,16 +401,21 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 	if o.State == "sending" && !d.settle(ctx, log, o, now) {
 		return
 	}
+	prev := o
 	o, err := d.o.Store.StartSend(ctx, o, now, d.o.Lease)
 	if err != nil {
 		d.lost(log, err)
 		return
 	}
-	if d.o.Now().Add(d.o.SendTimeout).After(time.UnixMilli(o.Lease)) {
+	if late := d.o.Now(); late.Add(d.o.SendTimeout).After(time.UnixMilli(o.Lease)) {
 		// This replica stalled since it renewed the claim (a pause, a long GC): a
 		// request now could outlive the claim and race the replica that takes it
-		// over. Leave the message to that replica.
-		log.Warn("claim too close to its end to send; leaving the message to another replica")
+		// over. No send was made: put the message back as it was, for whichever
+		// replica claims it next.
+		log.Warn("claim too close to its end to send; the message goes back to the queue")
+		if err := d.o.Store.AbandonSend(ctx, o, prev, late); err != nil {
+			d.lost(log, err)
+		}
 		return
 	}
 	start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -377,5 +378,52 @@ func TestAllocate(t *testing.T) {
 	}
 	if got := notify.Allocate(schools, [][]int64{{0, 0, 0}, {0, 0, 0}, {0, 0, 0}}, 8); len(got) != 0 {
 		t.Errorf("nothing ready: Allocate = %v, want none", got)
+	}
+}
+
+// stallingStore stalls the replica once, right after a send is begun: the fake
+// clock jumps past the point where a request could finish inside the claim.
+type stallingStore struct {
+	*store.Store
+	now     *atomic.Int64 // fake clock, Unix ms
+	stalled atomic.Bool
+}
+
+func (s *stallingStore) StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error) {
+	o, err := s.Store.StartSend(ctx, o, now, lease)
+	if err == nil && s.stalled.CompareAndSwap(false, true) {
+		s.now.Add(2000)
+	}
+	return o, err
+}
+
+// A send begun too close to the end of its claim is not made, and not counted
+// either: the message goes straight back to the queue as it was, and is sent at
+// once — not left looking like a send that may have gone out, to be asked about
+// when the claim runs out.
+func TestSendTooCloseToTheLeaseEndGoesBack(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	queue(t, st, t0, visit.Message{ID: "a1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE", Priority: visit.PriorityAlert})
+	var clock atomic.Int64
+	clock.Store(t0.UnixMilli())
+	ss := &stallingStore{Store: st, now: &clock}
+	snd := newSender()
+	// Lease 4 s, requests up to 3 s: after a 2 s stall only 2 s of the claim are
+	// left. The clock then stands still, so the claim never runs out.
+	run(t, notify.New(notify.Options{Store: ss, Sender: snd, Log: quiet(), Lease: 4 * time.Second, SendTimeout: 3 * time.Second,
+		Now: func() time.Time { return time.UnixMilli(clock.Load()) }}))
+	snd.waitSends(t, 1)
+	waitDepth(t, st, 0)
+	if !ss.stalled.Load() {
+		t.Fatal("the stall never happened")
+	}
+	h := srv.Client().HGetAll(t.Context(), "vigil:{s1}:msg:a1").Val()
+	if h["state"] != "sent" || h["attempts"] != "1" {
+		t.Errorf("message = %v, want sent after 1 attempt (the abandoned one not counted)", h)
+	}
+	if got := snd.bodies(); len(got) != 1 {
+		t.Errorf("sent %q, want once", got)
 	}
 }

@@ -233,6 +233,19 @@ func (s *Store) StartSend(ctx context.Context, o Outgoing, now time.Time, lease 
 	return o, nil
 }
 
+// AbandonSend takes back a send that StartSend began and that was not made (the
+// claim was too close to its end to risk it): the message goes back on its
+// queue, ready at now, with the state, attempt count and attempt time it had
+// before (prev), so no one takes a send that never happened for one that may
+// have gone out. ErrFenced when the claim was already lost.
+func (s *Store) AbandonSend(ctx context.Context, o Outgoing, prev Outgoing, now time.Time) error {
+	var at int64 // msField reads 0 as "no attempt"
+	if !prev.AttemptAt.IsZero() {
+		at = prev.AttemptAt.UnixMilli()
+	}
+	return s.updateMessage(ctx, o, strconv.FormatInt(now.UnixMilli(), 10), -1, "state", prev.State, "attempt_at", at)
+}
+
 // RecordSent notes that Twilio accepted the message, and indexes its SID for
 // delivery receipts.
 //
