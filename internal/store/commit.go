@@ -120,6 +120,9 @@ func (sn *Snapshot) School() string { return sn.school }
 // get reads a key and remembers the raw value for Commit's check; ok is false when
 // the key does not exist.
 func (sn *Snapshot) get(ctx context.Context, key string) (raw []byte, ok bool, err error) {
+	if r, read := sn.seen[key]; read { // read before, or by ReadAhead: the same value
+		return rawOf(r)
+	}
 	s, err := sn.s.rdb.Get(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
 		sn.seen[key] = nil
