@@ -34,6 +34,8 @@ type Service struct {
 	wake func()
 	// zones holds the schools' time zones by name, once loaded (*time.Location).
 	zones sync.Map
+	// ahead guesses what an officer's next SMS reads (readahead.go).
+	ahead readAhead
 }
 
 // Options are what a Service needs.
