@@ -202,8 +202,15 @@ func (c *dirCache) stop() {
 
 func (c *dirCache) run(ctx context.Context, rdb redis.UniversalClient, channel string, log *slog.Logger) {
 	retry := 100 * time.Millisecond
+	down := false // logged as lost and not back yet: the attempts that fail meanwhile are not logged
+	up := func() {
+		if down {
+			log.Info("directory cache on again: its subscription is back")
+			down = false
+		}
+	}
 	for {
-		heard, err := c.watch(ctx, rdb, channel)
+		heard, err := c.watch(ctx, rdb, channel, up)
 		c.invalidate(false)
 		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
 			return
@@ -211,7 +218,10 @@ func (c *dirCache) run(ctx context.Context, rdb redis.UniversalClient, channel s
 		if heard {
 			retry = 100 * time.Millisecond
 		}
-		log.Warn("directory cache off until its subscription is back: the directory is read from Redis", "err", err)
+		if !down {
+			log.Warn("directory cache off until its subscription is back: the directory is read from Redis", "err", err)
+			down = true
+		}
 		t := time.NewTimer(retry)
 		select {
 		case <-ctx.Done():
@@ -223,9 +233,9 @@ func (c *dirCache) run(ctx context.Context, rdb redis.UniversalClient, channel s
 	}
 }
 
-// watch subscribes and handles what arrives until the subscription fails. heard
-// reports whether it was ever up.
-func (c *dirCache) watch(ctx context.Context, rdb redis.UniversalClient, channel string) (heard bool, err error) {
+// watch subscribes and handles what arrives until the subscription fails, calling up
+// each time it is confirmed. heard reports whether it ever was.
+func (c *dirCache) watch(ctx context.Context, rdb redis.UniversalClient, channel string, up func()) (heard bool, err error) {
 	sub := rdb.Subscribe(ctx, channel)
 	c.subMu.Lock()
 	if ctx.Err() != nil { // stop ran before the subscription was recorded
@@ -268,6 +278,7 @@ func (c *dirCache) watch(ctx context.Context, rdb redis.UniversalClient, channel
 				// Up (again): whatever was cached before may have missed messages.
 				heard = true
 				c.invalidate(true)
+				up()
 			}
 		case *redis.Message:
 			c.invalidate(true)
