@@ -200,7 +200,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	var sched *scheduler.Scheduler
 	a.service = service.New(service.Options{
 		Store: st, Policy: Policy(cfg), Location: loc, Now: o.Now, Log: o.Log, Metrics: svcMetrics,
-		Wake: func() { sched.Wake(); a.notifier.Wake() },
+		Wake: func() { sched.Wake() },
+		// Messages this replica queues, its own dispatcher claims at once.
+		Queued: a.notifier.Queued, Local: a.notifier.HasRoom,
 	})
 	sched = scheduler.New(scheduler.Options{
 		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll, Lease: TimerLease,

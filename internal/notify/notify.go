@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,12 @@ type Dispatcher struct {
 	o     Options
 	wake  chan struct{}
 	freed chan struct{} // a send finished: a worker is free
+	// look asks for a look at every school's outbox (Wake); hints are messages
+	// this replica has just queued (Queued), claimed without one.
+	look  atomic.Bool
+	room  atomic.Bool
+	mu    sync.Mutex
+	hints []store.Quota
 }
 
 // New builds a Dispatcher.
@@ -163,12 +170,69 @@ func New(o Options) *Dispatcher {
 	return &Dispatcher{o: o, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1)}
 }
 
-// Wake makes the dispatcher look at the outbox now.
+// Wake makes the dispatcher look at every school's outbox now.
 func (d *Dispatcher) Wake() {
+	d.look.Store(true)
+	d.signal()
+}
+
+// Queued tells the dispatcher of messages this replica has just committed: it
+// claims them at once, without looking at every school's outbox first (two
+// round trips and most of the dispatcher's cost at a thousand alerts a second,
+// for messages it already knows of). Another replica's dispatcher would find
+// them all the same; this is only the short way.
+func (d *Dispatcher) Queued(msgs []visit.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	d.mu.Lock()
+	for _, m := range msgs {
+		i := slices.IndexFunc(d.hints, func(q store.Quota) bool { return q.School == m.School && q.Priority == m.Priority })
+		if i < 0 {
+			d.hints = append(d.hints, store.Quota{School: m.School, Priority: m.Priority})
+			i = len(d.hints) - 1
+		}
+		d.hints[i].Max++
+	}
+	d.mu.Unlock()
+	d.signal()
+}
+
+// HasRoom reports whether the dispatcher would claim and send messages queued
+// now at once (it is not backed up: a worker is free and it holds few claimed
+// messages), so the replica that queues them need not wake the others. When it
+// is backed up, the others are woken and share the work.
+func (d *Dispatcher) HasRoom() bool { return d.room.Load() }
+
+func (d *Dispatcher) signal() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeHints returns the messages queued here since the last call, most urgent
+// first, as quotas of at most room messages in all (ok false if some were left
+// out: a look will find them).
+func (d *Dispatcher) takeHints(room int) (q []store.Quota, ok bool) {
+	d.mu.Lock()
+	h := d.hints
+	d.hints = nil
+	d.mu.Unlock()
+	slices.SortStableFunc(h, func(a, b store.Quota) int { return a.Priority - b.Priority })
+	ok = true
+	for _, x := range h {
+		if room <= 0 {
+			ok = false
+			break
+		}
+		if x.Max > room {
+			x.Max, ok = room, false
+		}
+		room -= x.Max
+		q = append(q, x)
+	}
+	return q, ok
 }
 
 // Run sends until ctx ends. It looks at every school's outbox at once and claims
@@ -196,6 +260,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	capacity := max(1, min(d.o.Batch, 2*d.o.Workers))
 	low := capacity / 2 // claim again when holding no more than this
 	for ctx.Err() == nil {
+		// Not backed up: a message queued now would be claimed and sent at once.
+		d.room.Store(len(held) <= low && int(busy.Load()) < d.o.Workers)
+		if q, ok := d.takeHints(capacity - len(held)); len(q) > 0 || !ok {
+			claimed, err := d.o.Store.ClaimQuotas(ctx, q, d.o.Now(), d.o.Lease)
+			if err != nil && ctx.Err() == nil {
+				d.o.Log.Error("claiming queued messages failed", "err", err)
+			}
+			held = mergeByPriority(held, claimed)
+			// Whatever was left out, or went to another replica's look first,
+			// a look of our own settles.
+			want = want || !ok || err != nil
+		}
+		if d.look.Swap(false) {
+			want = true
+		}
 		if want && len(held) <= low {
 			ask := capacity - len(held)
 			claimed, at, err := d.claim(ctx, ask)
@@ -251,7 +330,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
-			want = true
 		case <-d.freed:
 		case <-t.C:
 			want = true

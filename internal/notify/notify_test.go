@@ -427,3 +427,46 @@ func TestSendTooCloseToTheLeaseEndGoesBack(t *testing.T) {
 		t.Errorf("sent %q, want once", got)
 	}
 }
+
+// Messages this replica queues are claimed and sent as soon as the dispatcher
+// is told of them (Queued), with no look at the outbox and no wake-up through
+// Redis: the commit that queued them, with LocalMessages, woke no one.
+func TestQueuedMessagesGoWithoutALook(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	queue(t, st, t0, visit.Message{ID: "m1", Kind: visit.KindAlert, To: "+447700900201", Body: "first", Priority: visit.PriorityAlert})
+	snd := newSender()
+	// An hour between safety polls: only the first look, at start, finds m1.
+	d := notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0.Add(time.Minute) }, Poll: time.Hour})
+	run(t, d)
+	snd.waitSends(t, 1)
+	sub := srv.Client().Subscribe(ctx, st.OutboxChannel())
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2 := visit.Message{ID: "m2", School: "s1", Channel: visit.ChannelSMS, Kind: visit.KindAlert, To: "+447700900202", Body: "second", Priority: visit.PriorityPanic}
+	if err := st.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Messages: []visit.Message{m2}}, Now: t0, LocalMessages: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.Queued([]visit.Message{m2})
+	snd.waitSends(t, 1)
+	if got := snd.bodies(); len(got) != 2 || got[1] != "second" {
+		t.Fatalf("sent %q, want the queued message second", got)
+	}
+	// Redis delivers a channel's messages in order: the first one after the
+	// commit must be this marker, published after it.
+	if err := srv.Client().Publish(ctx, st.OutboxChannel(), "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-sub.Channel():
+		if m.Payload != "marker" {
+			t.Errorf("a local commit woke the other dispatchers: %q", m.Payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the marker never came")
+	}
+}

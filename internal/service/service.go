@@ -30,9 +30,14 @@ type Service struct {
 	now     func() time.Time
 	log     *slog.Logger
 	metrics *Metrics
-	// wake nudges this replica's scheduler and dispatcher after a commit that added
-	// timers or messages (other replicas hear of it through Redis pub/sub).
+	// wake nudges this replica's scheduler after a commit that added a timer
+	// sooner than any other (other replicas hear of it through Redis pub/sub).
 	wake func()
+	// queued hands the messages a commit queued to this replica's dispatcher;
+	// local reports whether it will claim them at once (then the commit does not
+	// wake the other replicas' dispatchers).
+	queued func([]visit.Message)
+	local  func() bool
 	// zones holds the schools' time zones by name, once loaded (*time.Location).
 	zones sync.Map
 	// ahead guesses what an officer's next SMS reads (readahead.go).
@@ -48,6 +53,11 @@ type Options struct {
 	Log      *slog.Logger
 	Metrics  *Metrics
 	Wake     func()
+	// Queued and Local connect the service to this replica's dispatcher (both
+	// optional: without them every commit that queues messages wakes every
+	// replica's dispatcher through Redis).
+	Queued func([]visit.Message)
+	Local  func() bool
 }
 
 // New builds a Service.
@@ -58,11 +68,17 @@ func New(o Options) *Service {
 	if o.Wake == nil {
 		o.Wake = func() {}
 	}
+	if o.Queued == nil {
+		o.Queued = func([]visit.Message) {}
+	}
+	if o.Local == nil {
+		o.Local = func() bool { return false }
+	}
 	if o.Location == nil {
 		o.Location = time.UTC
 	}
 	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: o.Now,
-		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake}
+		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local}
 }
 
 // Policy is the policy the service decides with.
@@ -93,6 +109,7 @@ func (s *Service) transactInbound(ctx context.Context, school, sid string, fn fu
 		sn := s.st.Begin(school)
 		ch, err := fn(sn)
 		if err == nil {
+			ch.LocalMessages = len(ch.Result.Messages) > 0 && s.local()
 			err = sn.Commit(ctx, ch)
 		}
 		if err != nil && sid != "" {
@@ -109,6 +126,7 @@ func (s *Service) transactInbound(ctx context.Context, school, sid string, fn fu
 				// Other replicas hear of it through pub/sub; this one at once.
 				s.wake()
 			}
+			s.queued(ch.Result.Messages)
 		}
 		return "", false, err
 	}

@@ -34,8 +34,8 @@ import (
 //	      that already sleeps until an earlier (or the same) instant
 //	pubm: [channel, text] announce queued messages to the dispatchers
 //
-// Returns 1 when committed, 2 when committed and announced, 0 on a conflict, -1
-// when the claim was lost.
+// Returns 1 when committed, 2 when committed and a timer announced, 0 on a
+// conflict, -1 when the claim was lost.
 var commitScript = redis.NewScript(`
 local tx = cjson.decode(ARGV[1])
 local function earliest(k)
@@ -89,10 +89,7 @@ if tx.pub then
     announced = 2
   end
 end
-if tx.pubm then
-  redis.call('PUBLISH', tx.pubm[1], tx.pubm[2])
-  announced = 2
-end
+if tx.pubm then redis.call('PUBLISH', tx.pubm[1], tx.pubm[2]) end
 return announced
 `)
 
@@ -225,6 +222,10 @@ type Change struct {
 	InboundReply string
 	// Now is when the event happened: messages queue in the order they were decided.
 	Now time.Time
+	// LocalMessages: this replica's dispatcher will claim the queued messages
+	// itself, at once, so the other replicas' dispatchers are not woken for
+	// them (if it dies first, their next look finds them).
+	LocalMessages bool
 }
 
 // tx is the JSON the commit script reads.
@@ -386,7 +387,7 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
 		b.tx.WT = []any{b.k(k.timers(s))}
 	}
-	if len(ch.Result.Messages) > 0 {
+	if len(ch.Result.Messages) > 0 && !ch.LocalMessages {
 		b.tx.PubM = []string{k.wakeOutbox(), s}
 	}
 	arg, err := json.Marshal(b.tx)
@@ -410,6 +411,6 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	return nil
 }
 
-// Announced reports whether the committed change woke the schedulers and
-// dispatchers (it queued messages, or a timer due before every other).
+// Announced reports whether the committed change woke the schedulers (it added
+// a timer due before every other).
 func (sn *Snapshot) Announced() bool { return sn.announced }

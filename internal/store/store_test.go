@@ -255,8 +255,8 @@ func TestOpenEmbedded(t *testing.T) {
 	}
 }
 
-// A commit wakes the schedulers only for what is sooner than they already wait
-// for: a new earliest timer, or messages to send.
+// A commit wakes the schedulers only for a timer sooner than they already wait
+// for; messages wake the dispatchers on their own channel.
 func TestCommitAnnouncesOnlySoonerWork(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -270,7 +270,7 @@ func TestCommitAnnouncesOnlySoonerWork(t *testing.T) {
 		{"later timer", store.Change{Timers: map[string]time.Time{"v:b": t0.Add(2 * time.Hour)}}, false}, // schedulers wake earlier anyway
 		{"same instant", store.Change{Timers: map[string]time.Time{"v:c": t0.Add(time.Hour)}}, false},    // they wake then anyway
 		{"sooner timer", store.Change{Timers: map[string]time.Time{"v:d": t0.Add(time.Minute)}}, true},   // must wake early
-		{"message", store.Change{Result: visit.Result{Messages: []visit.Message{msg("m1", 1)}}}, true},   // send now
+		{"message", store.Change{Result: visit.Result{Messages: []visit.Message{msg("m1", 1)}}}, false},  // the dispatchers' business
 	} {
 		sn := s.Begin("s1")
 		tt.ch.Now = t0
