@@ -250,11 +250,30 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		held     []store.Outgoing // claimed, not yet started: most urgent first
 		next     time.Time        // when the next unclaimed message is ready
 		want     = true           // something may be ready to claim
-		// sending are the messages this dispatcher's workers are sending. If
-		// one comes back in a claim, its send outlived the lease (a stall, or
-		// a test's clock jumping): the send under way settles it, and a second
-		// would be a duplicate.
+		// sending are the messages this dispatcher's workers are sending
+		// (key: school NUL id).
 		sending sync.Map
+		// mine names, for each queue, the messages held or being sent here:
+		// claims leave them alone, though their leases may have run out (a
+		// stall, or a test's clock jumping), so this dispatcher never claims
+		// what it is already sending, nor sends it twice.
+		mine = func(qs []store.Quota) []store.Quota {
+			for i := range qs {
+				q := &qs[i]
+				for _, o := range held {
+					if o.School == q.School && o.Msg.Priority == q.Priority {
+						q.Skip = append(q.Skip, o.Member)
+					}
+				}
+				sending.Range(func(_, v any) bool {
+					if o := v.(store.Outgoing); o.School == q.School && o.Msg.Priority == q.Priority {
+						q.Skip = append(q.Skip, o.Member)
+					}
+					return true
+				})
+			}
+			return qs
+		}
 	)
 	defer inflight.Wait()
 	capacity := max(1, min(d.o.Batch, 2*d.o.Workers))
@@ -263,7 +282,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// Not backed up: a message queued now would be claimed and sent at once.
 		d.room.Store(len(held) <= low && int(busy.Load()) < d.o.Workers)
 		if q, ok := d.takeHints(capacity - len(held)); len(q) > 0 || !ok {
-			claimed, err := d.o.Store.ClaimQuotas(ctx, q, d.o.Now(), d.o.Lease)
+			claimed, err := d.o.Store.ClaimQuotas(ctx, mine(q), d.o.Now(), d.o.Lease)
 			if err != nil && ctx.Err() == nil {
 				d.o.Log.Error("claiming queued messages failed", "err", err)
 			}
@@ -277,7 +296,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		if want && len(held) <= low {
 			ask := capacity - len(held)
-			claimed, at, err := d.claim(ctx, ask)
+			claimed, at, err := d.claim(ctx, ask, mine)
 			if err != nil && ctx.Err() == nil {
 				d.o.Log.Error("outbox pass failed", "err", err)
 			}
@@ -291,10 +310,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			o := held[0]
 			held = held[1:]
 			id := o.School + "\x00" + o.Member
-			if _, ok := sending.Load(id); ok {
-				d.o.Log.Warn("a message still being sent was claimed again; leaving it to the send under way", "msg", o.Msg.ID)
-				continue
-			}
 			// Turns under the send limit are taken in this order, so a panic
 			// never waits behind a reminder.
 			if !d.mayGo(ctx, o) {
@@ -306,7 +321,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			busy.Add(1)
 			inflight.Add(1)
-			sending.Store(id, struct{}{})
+			sending.Store(id, o)
 			go func() {
 				defer func() {
 					sending.Delete(id)
@@ -365,7 +380,7 @@ func mergeByPriority(held, claimed []store.Outgoing) []store.Outgoing {
 // alert before any reminder, oldest first within a queue. It costs two round
 // trips however many schools there are. next is when the next message not
 // claimed now will be ready (zero: none queued).
-func (d *Dispatcher) claim(ctx context.Context, max int) ([]store.Outgoing, time.Time, error) {
+func (d *Dispatcher) claim(ctx context.Context, max int, mine func([]store.Quota) []store.Quota) ([]store.Outgoing, time.Time, error) {
 	schools, err := d.o.Store.SchoolIDs(ctx)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -379,7 +394,7 @@ func (d *Dispatcher) claim(ctx context.Context, max int) ([]store.Outgoing, time
 	if len(quotas) == 0 {
 		return nil, look.Next, nil
 	}
-	claimed, err := d.o.Store.ClaimQuotas(ctx, quotas, now, d.o.Lease)
+	claimed, err := d.o.Store.ClaimQuotas(ctx, mine(quotas), now, d.o.Lease)
 	return claimed, look.Next, err
 }
 

@@ -26,19 +26,28 @@ import (
 // KEYS[1]: the queue (a sorted set of message ids by when they are ready, ms).
 // ARGV[1]: now (ms); ARGV[2]: lease (ms); ARGV[3]: the most to claim; ARGV[4]: the
 // prefix of the school's message hashes (prefix..id; the same hash slot as the
-// queue, so this is safe on a Cluster).
-// Each message ready by now, earliest first, is re-scored to now+lease (as
+// queue, so this is safe on a Cluster); ARGV[5...]: ids not to claim (the
+// caller's own, held or being sent).
+// Each other message ready by now, earliest first, is re-scored to now+lease (as
 // claimScript does). Returns, per message: id, json, state, attempts, sid,
 // attempt_at ("" for a field the hash lacks).
 var claimMessagesScript = redis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local skip = {}
+for i = 5, #ARGV do skip[ARGV[i]] = true end
+local want = tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, want + #ARGV - 4)
 local lease = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local out = {}
+local n = 0
 for _, id in ipairs(due) do
-  redis.call('ZADD', KEYS[1], lease, id)
-  local h = redis.call('HMGET', ARGV[4] .. id, 'json', 'state', 'attempts', 'sid', 'attempt_at')
-  out[#out+1] = id
-  for j = 1, 5 do out[#out+1] = h[j] or '' end
+  if n >= want then break end
+  if not skip[id] then
+    n = n + 1
+    redis.call('ZADD', KEYS[1], lease, id)
+    local h = redis.call('HMGET', ARGV[4] .. id, 'json', 'state', 'attempts', 'sid', 'attempt_at')
+    out[#out+1] = id
+    for j = 1, 5 do out[#out+1] = h[j] or '' end
+  end
 end
 return out
 `)
@@ -93,11 +102,13 @@ func (s *Store) LookOutbox(ctx context.Context, schools []string, now time.Time)
 	return look, nil
 }
 
-// Quota asks for up to Max ready messages of one priority of one school.
+// Quota asks for up to Max ready messages of one priority of one school,
+// leaving alone those named in Skip.
 type Quota struct {
 	School   string
 	Priority int
 	Max      int
+	Skip     []string
 }
 
 // ClaimQuotas claims what each quota asks for (or what is ready, if less), in one
@@ -109,8 +120,11 @@ func (s *Store) ClaimQuotas(ctx context.Context, quotas []Quota, now time.Time, 
 	}
 	res, err := s.pipelineScripts(ctx, []*redis.Script{claimMessagesScript}, func(p redis.Pipeliner) {
 		for _, q := range quotas {
-			claimMessagesScript.EvalSha(ctx, p, []string{s.k.outbox(q.School, q.Priority)},
-				now.UnixMilli(), lease.Milliseconds(), q.Max, s.k.message(q.School, ""))
+			args := []any{now.UnixMilli(), lease.Milliseconds(), q.Max, s.k.message(q.School, "")}
+			for _, id := range q.Skip {
+				args = append(args, id)
+			}
+			claimMessagesScript.EvalSha(ctx, p, []string{s.k.outbox(q.School, q.Priority)}, args...)
 		}
 	})
 	if err != nil && err != redis.Nil {

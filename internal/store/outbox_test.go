@@ -63,6 +63,16 @@ func TestLookAndClaimQuotas(t *testing.T) {
 	if again, _ := s.ClaimQuotas(ctx, []store.Quota{{School: "a", Priority: visit.PriorityPanic, Max: 5}}, t0.Add(time.Second), lease); len(again) != 0 {
 		t.Errorf("a held panic was claimed again: %+v", again)
 	}
+	// A claim leaves alone what the claimer names as its own (held or being
+	// sent), even when its lease has run out.
+	late := t0.Add(time.Hour)
+	mineLeft, err := s.ClaimQuotas(ctx, []store.Quota{{School: "a", Priority: visit.PriorityAlert, Max: 5, Skip: []string{"x1"}}}, late, lease)
+	if err != nil || len(mineLeft) != 1 || mineLeft[0].Member != "x2" {
+		t.Fatalf("claim skipping x1: %+v, %v; want x2 only", mineLeft, err)
+	}
+	if sc := srv.Client().ZScore(ctx, "vigil:{a}:outbox:1", "x1").Val(); sc != float64(t0.Add(lease).UnixMilli()) {
+		t.Errorf("x1 re-scored to %v though skipped", sc)
+	}
 	// Handed back, the panic is ready at once.
 	if err := s.ReleaseMessages(ctx, got[:1], t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
