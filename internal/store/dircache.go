@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -70,7 +71,10 @@ type dirKey struct {
 
 type dirEntry struct {
 	val any
-	at  time.Time // when the read that filled it began
+	// until is when the entry is read again: dirMaxAge after the read that filled it
+	// began, less up to half of it at random, so that entries filled together (a
+	// replica starting under load) are not all read again in the same second.
+	until time.Time
 }
 
 // dirRead is a read from Redis in progress: the generation it began in, and when.
@@ -111,7 +115,7 @@ func (c *dirCache) get(k dirKey) (any, bool) {
 		return nil, false
 	}
 	e, ok := c.entries[k]
-	if !ok || c.now().Sub(e.at) > dirMaxAge {
+	if !ok || c.now().After(e.until) {
 		return nil, false
 	}
 	return e.val, true
@@ -136,7 +140,7 @@ func (c *dirCache) put(r dirRead, k dirKey, v any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.live && c.gen == r.gen {
-		c.entries[k] = dirEntry{val: v, at: r.at}
+		c.entries[k] = dirEntry{val: v, until: r.at.Add(dirMaxAge - rand.N(dirMaxAge/2))}
 	}
 }
 
