@@ -276,35 +276,41 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	)
 	defer inflight.Wait()
-	capacity := max(1, min(d.o.Batch, 2*d.o.Workers))
+	capacity := max(1, min(d.o.Batch, 4*d.o.Workers))
 	low := capacity / 2 // claim again when holding no more than this
 	for ctx.Err() == nil {
 		// Not backed up: a message queued now would be claimed and sent at once.
 		d.room.Store(len(held) <= low && int(busy.Load()) < d.o.Workers)
-		if q, ok := d.takeHints(capacity - len(held)); len(q) > 0 || !ok {
-			claimed, err := d.o.Store.ClaimQuotas(ctx, mine(q), d.o.Now(), d.o.Lease)
-			if err != nil && ctx.Err() == nil {
-				d.o.Log.Error("claiming queued messages failed", "err", err)
-			}
-			held = mergeByPriority(held, claimed)
-			// Whatever was left out, or went to another replica's look first,
-			// a look of our own settles.
-			want = want || !ok || err != nil
-		}
 		if d.look.Swap(false) {
 			want = true
 		}
-		if want && len(held) <= low {
+		// Claims are made when little is held: in a storm, a claim per several
+		// messages, not per message.
+		if len(held) <= low {
 			ask := capacity - len(held)
-			claimed, at, err := d.claim(ctx, ask, mine)
-			if err != nil && ctx.Err() == nil {
-				d.o.Log.Error("outbox pass failed", "err", err)
+			var claimed []store.Outgoing
+			var err error
+			if want {
+				// A look claims what this replica queued as well.
+				d.takeHints(0)
+				var at time.Time
+				claimed, at, err = d.claim(ctx, ask, mine)
+				if err != nil && ctx.Err() == nil {
+					d.o.Log.Error("outbox pass failed", "err", err)
+				}
+				next = at
+				// A full claim may have left more behind; a short one
+				// emptied what was ready.
+				want = err == nil && len(claimed) == ask
+			} else if q, ok := d.takeHints(ask); len(q) > 0 || !ok {
+				claimed, err = d.o.Store.ClaimQuotas(ctx, mine(q), d.o.Now(), d.o.Lease)
+				if err != nil && ctx.Err() == nil {
+					d.o.Log.Error("claiming queued messages failed", "err", err)
+				}
+				// Whatever was left out, a look settles.
+				want = !ok || err != nil
 			}
 			held = mergeByPriority(held, claimed)
-			next = at
-			// A full claim may have left more behind; a short one emptied
-			// what was ready.
-			want = err == nil && len(claimed) == ask
 		}
 		if len(held) > 0 && int(busy.Load()) < d.o.Workers {
 			o := held[0]
@@ -336,10 +342,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}()
 			continue
 		}
-		// Wait for a worker, a wake-up, or the next message to be ready.
+		// Wait for a worker, a wake-up, or the next message to be ready. While
+		// it holds more than it claims at, a freed worker wakes it: the next
+		// message's time matters only when it would claim.
 		wait := d.o.Poll
-		if !next.IsZero() {
-			wait = min(wait, max(next.Sub(d.o.Now())+time.Millisecond, 0))
+		if len(held) <= low && !next.IsZero() {
+			until := next.Sub(d.o.Now())
+			if until <= 0 {
+				// Ready, yet left by the last claim (another replica took it
+				// first, or it is this one's own): look again soon, not in a
+				// spin.
+				until = retryLook
+			}
+			wait = min(wait, until+time.Millisecond)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -354,6 +369,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.release(held)
 	return nil
 }
+
+// retryLook is how soon the dispatcher looks again at a message the last look
+// found ready and the claim did not get.
+const retryLook = 2 * time.Millisecond
 
 // mergeByPriority adds claimed messages (most urgent first) to held ones (the
 // same), keeping the order: by priority, and within one, first claimed first.
