@@ -354,27 +354,28 @@ func TestAllocate(t *testing.T) {
 		{1, 1, 0},  // b: a panic, an alert
 		{0, 3, 0},  // c: 3 alerts
 	}
-	got := notify.Allocate(schools, ready, 6)
-	want := []store.Quota{
-		{School: "b", Priority: visit.PriorityPanic, Max: 1},
-		{School: "a", Priority: visit.PriorityAlert, Max: 2},
-		{School: "b", Priority: visit.PriorityAlert, Max: 1},
-		{School: "c", Priority: visit.PriorityAlert, Max: 2},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Allocate(6) = %v, want %v", got, want)
-	}
-	// Enough room for everything: every ready message, reminders last.
-	got = notify.Allocate(schools, ready, 100)
-	want = []store.Quota{
-		{School: "b", Priority: visit.PriorityPanic, Max: 1},
-		{School: "a", Priority: visit.PriorityAlert, Max: 10},
-		{School: "b", Priority: visit.PriorityAlert, Max: 1},
-		{School: "c", Priority: visit.PriorityAlert, Max: 3},
-		{School: "a", Priority: visit.PriorityNormal, Max: 5},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Allocate(100) = %v, want %v", got, want)
+	for _, tt := range []struct {
+		max  int
+		want []store.Quota
+	}{
+		{6, []store.Quota{
+			{School: "b", Priority: visit.PriorityPanic, Max: 1},
+			{School: "a", Priority: visit.PriorityAlert, Max: 2},
+			{School: "b", Priority: visit.PriorityAlert, Max: 1},
+			{School: "c", Priority: visit.PriorityAlert, Max: 2},
+		}},
+		// Enough room for everything: every ready message, reminders last.
+		{100, []store.Quota{
+			{School: "b", Priority: visit.PriorityPanic, Max: 1},
+			{School: "a", Priority: visit.PriorityAlert, Max: 10},
+			{School: "b", Priority: visit.PriorityAlert, Max: 1},
+			{School: "c", Priority: visit.PriorityAlert, Max: 3},
+			{School: "a", Priority: visit.PriorityNormal, Max: 5},
+		}},
+	} {
+		if got := notify.Allocate(schools, ready, tt.max); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("Allocate(%d) = %v, want %v", tt.max, got, tt.want)
+		}
 	}
 	if got := notify.Allocate(schools, [][]int64{{0, 0, 0}, {0, 0, 0}, {0, 0, 0}}, 8); len(got) != 0 {
 		t.Errorf("nothing ready: Allocate = %v, want none", got)
