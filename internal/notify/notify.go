@@ -276,6 +276,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	)
 	defer inflight.Wait()
+	// A dispatcher that has stopped takes nothing: commits wake the others.
+	defer d.room.Store(false)
 	capacity := max(1, min(d.o.Batch, 4*d.o.Workers))
 	low := capacity / 2 // claim again when holding no more than this
 	for ctx.Err() == nil {
