@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,37 +13,26 @@ import (
 // at most -rate per second fall due during a window; every alert's lateness is the
 // time its SMS request arrived at the fake Twilio minus its visit's due_at + grace.
 func runLateness(args []string) error {
-	fs := flag.NewFlagSet("lateness", flag.ExitOnError)
-	visits := fs.Int("visits", 100_000, "open visits in Redis")
-	replicas := fs.Int("replicas", 3, "daemons sharing the Redis")
-	rate := fs.Int("rate", 1000, "visits falling due per second during the window")
-	window := fs.Duration("window", 30*time.Second, "how long visits keep falling due")
-	schools := fs.Int("schools", 20, "schools the visits are spread over")
-	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
-	workers := fs.Int("seed-workers", 64, "concurrent commits while seeding")
-	aof := fs.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
-	verbose := fs.Bool("v", false, "log the daemons' warnings")
-	prof := profiled(fs)
-	fs.Parse(args)
-	defer prof()()
+	c := newCommand("lateness")
+	visits := c.Int("visits", 100_000, "open visits in Redis")
+	replicas := c.Int("replicas", 3, "daemons sharing the Redis")
+	rate := c.Int("rate", 1000, "visits falling due per second during the window")
+	window := c.Duration("window", 30*time.Second, "how long visits keep falling due")
+	schools := c.Int("schools", 20, "schools the visits are spread over")
+	workers := c.seedWorkers()
+	aof := c.aof()
+	verbose := c.Bool("v", false, "log the daemons' warnings")
+	defer c.parse(args)()
 
 	fmt.Printf("lateness: %d open visits, %d replicas, %d due/s for %s, %d schools, %d runs\n",
-		*visits, *replicas, *rate, *window, *schools, *runs)
-	var figs figures
-	for run := range *runs {
-		fmt.Printf("--- run %d\n", run+1)
-		f, err := latenessOnce(*visits, *replicas, *rate, *window, *schools, *workers, *aof, *verbose)
-		if err != nil {
-			return err
-		}
-		figs.add(f, "seed/s", "due", "received", "missing", "duplicates", "early",
-			"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-			"sched p50 ms", "sched p99 ms", "sched max ms", "send p50 ms", "send p99 ms", "send max ms",
-			"CPU µs/alert (process)", "CPU µs/alert (redis)", "daemon errors",
-			"base ping p50 ms", "base zadd+zrange p50 ms", "base go timer p50 ms", "p99 / ping p50")
-	}
-	fmt.Printf("\n%s", figs.String())
-	return nil
+		*visits, *replicas, *rate, *window, *schools, *c.runs)
+	return c.repeat(func() (map[string]float64, error) {
+		return latenessOnce(*visits, *replicas, *rate, *window, *schools, *workers, *aof, *verbose)
+	}, "seed/s", "due", "received", "missing", "duplicates", "early",
+		"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+		"sched p50 ms", "sched p99 ms", "sched max ms", "send p50 ms", "send p99 ms", "send max ms",
+		"CPU µs/alert (process)", "CPU µs/alert (redis)", "daemon errors",
+		"base ping p50 ms", "base zadd+zrange p50 ms", "base go timer p50 ms", "p99 / ping p50")
 }
 
 func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers int, aof string, verbose bool) (map[string]float64, error) {

@@ -56,24 +56,65 @@ func main() {
 	}
 }
 
-// profiled registers -cpuprofile on fs; the returned function starts the profile
-// (when asked for) and returns the function that stops it.
-func profiled(fs *flag.FlagSet) func() func() {
-	path := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemons included) to this file")
-	return func() func() {
-		if *path == "" {
-			return func() {}
-		}
-		f, err := os.Create(*path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
-			return func() {}
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
-			f.Close()
-			return func() {}
-		}
-		return func() { pprof.StopCPUProfile(); f.Close() }
+// command is a command's flag set with the flags every command has: -runs and
+// -cpuprofile.
+type command struct {
+	*flag.FlagSet
+	runs       *int
+	cpuprofile *string
+}
+
+func newCommand(name string) *command {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	return &command{
+		FlagSet:    fs,
+		runs:       fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)"),
+		cpuprofile: fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemons included) to this file"),
 	}
+}
+
+// seedWorkers registers -seed-workers, for the commands that seed visits.
+func (c *command) seedWorkers() *int {
+	return c.Int("seed-workers", 64, "concurrent commits while seeding")
+}
+
+// aof registers -aof, for the commands that may run Redis with persistence.
+func (c *command) aof() *string {
+	return c.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
+}
+
+// parse parses args and starts the CPU profile (when asked for); the returned
+// function stops it.
+func (c *command) parse(args []string) func() {
+	c.Parse(args)
+	if *c.cpuprofile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*c.cpuprofile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// repeat calls once -runs times, each under a "--- run N" line, then prints every
+// run's figures and their medians, the rows in the order of names.
+func (c *command) repeat(once func() (map[string]float64, error), names ...string) error {
+	var figs figures
+	for run := range *c.runs {
+		fmt.Printf("--- run %d\n", run+1)
+		f, err := once()
+		if err != nil {
+			return err
+		}
+		figs.add(f, names...)
+	}
+	fmt.Printf("\n%s", figs.String())
+	return nil
 }

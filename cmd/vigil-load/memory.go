@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -26,27 +25,16 @@ import (
 // reported apart: the state per open visit, the cost per inbound SMS and per audit
 // event.
 func runMemory(args []string) error {
-	fs := flag.NewFlagSet("memory", flag.ExitOnError)
-	visits := fs.Int("visits", 100_000, "open visits to seed")
-	schools := fs.Int("schools", 50, "schools the visits are spread over")
-	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
-	workers := fs.Int("seed-workers", 64, "concurrent commits while seeding")
-	verbose := fs.Bool("v", false, "log the daemon's warnings, and print a sample of each key")
-	prof := profiled(fs)
-	fs.Parse(args)
-	defer prof()()
-	fmt.Printf("memory: %d open visits in %d schools, 1 daemon, %d runs\n", *visits, *schools, *runs)
-	var figs figures
-	for run := range *runs {
-		fmt.Printf("--- run %d\n", run+1)
-		f, err := memoryOnce(*visits, *schools, *workers, *verbose)
-		if err != nil {
-			return err
-		}
-		figs.add(f, memoryFigures...)
-	}
-	fmt.Printf("\n%s", figs.String())
-	return nil
+	c := newCommand("memory")
+	visits := c.Int("visits", 100_000, "open visits to seed")
+	schools := c.Int("schools", 50, "schools the visits are spread over")
+	workers := c.seedWorkers()
+	verbose := c.Bool("v", false, "log the daemon's warnings, and print a sample of each key")
+	defer c.parse(args)()
+	fmt.Printf("memory: %d open visits in %d schools, 1 daemon, %d runs\n", *visits, *schools, *c.runs)
+	return c.repeat(func() (map[string]float64, error) {
+		return memoryOnce(*visits, *schools, *workers, *verbose)
+	}, memoryFigures...)
 }
 
 // memoryFigures are the rows of the summary, in order.
@@ -71,12 +59,10 @@ func memoryOnce(n, schools, workers int, verbose bool) (map[string]float64, erro
 	probe := redis.NewClient(&redis.Options{Addr: w.redis.addr})
 	defer probe.Close()
 
-	time.Sleep(2 * time.Second)
-	redis0, err := usedMemory(ctx, probe)
+	redis0, heap0, err := settledMemory(ctx, probe, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	heap0 := liveHeap()
 
 	sd, err := newSeeder(w, workers)
 	if err != nil {
@@ -92,12 +78,10 @@ func memoryOnce(n, schools, workers int, verbose bool) (map[string]float64, erro
 		return nil, err
 	}
 	fmt.Printf("seeded %d visits in %s (%.0f/s)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
-	time.Sleep(3 * time.Second) // a few scheduler passes over the full sets
-	redis1, err := usedMemory(ctx, probe)
+	redis1, heap1, err := settledMemory(ctx, probe, 3*time.Second) // a few scheduler passes over the full sets
 	if err != nil {
 		return nil, err
 	}
-	heap1 := liveHeap()
 
 	per := func(b int64) float64 { return float64(b) / float64(n) }
 	school := func(i int) string { return keyPrefix + "{" + schoolID(i) + "}:" }
@@ -211,6 +195,17 @@ func usedMemory(ctx context.Context, c *redis.Client) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(v, 10, 64)
+}
+
+// settledMemory waits d (for the daemon's scheduler passes to settle), then reads
+// Redis's used_memory and this process's live heap.
+func settledMemory(ctx context.Context, c *redis.Client, d time.Duration) (int64, uint64, error) {
+	time.Sleep(d)
+	used, err := usedMemory(ctx, c)
+	if err != nil {
+		return 0, 0, err
+	}
+	return used, liveHeap(), nil
 }
 
 // liveHeap is the heap in use after two full collections.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,40 +21,29 @@ import (
 // requested at Twilio, and how fast PANICs sent by signed webhook during the storm
 // go out — and whether they overtake the overdue alerts queued before them.
 func runStorm(args []string) error {
-	fs := flag.NewFlagSet("storm", flag.ExitOnError)
-	timers := fs.Int("timers", 10_000, "visits falling overdue at the same instant")
-	replicas := fs.Int("replicas", 3, "daemons sharing the Redis")
-	schools := fs.Int("schools", 20, "schools the visits are spread over (a school holds at most 9,000 open alerts: 4-digit ACK codes)")
-	panics := fs.Int("panics", 3, "PANIC webhooks sent during the storm")
-	panicAt := fs.Duration("panic-at", 20*time.Millisecond, "when the first PANIC is sent, after T")
-	panicEvery := fs.Duration("panic-every", 250*time.Millisecond, "between PANICs")
-	maxSends := fs.Int("max-sends", 0, "twilio.max_sends_per_second (0: 100000, i.e. no limit)")
-	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
-	workers := fs.Int("seed-workers", 64, "concurrent commits while seeding")
-	aof := fs.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
-	verbose := fs.Bool("v", false, "log the daemons' warnings")
-	prof := profiled(fs)
-	fs.Parse(args)
-	defer prof()()
+	c := newCommand("storm")
+	timers := c.Int("timers", 10_000, "visits falling overdue at the same instant")
+	replicas := c.Int("replicas", 3, "daemons sharing the Redis")
+	schools := c.Int("schools", 20, "schools the visits are spread over (a school holds at most 9,000 open alerts: 4-digit ACK codes)")
+	panics := c.Int("panics", 3, "PANIC webhooks sent during the storm")
+	panicAt := c.Duration("panic-at", 20*time.Millisecond, "when the first PANIC is sent, after T")
+	panicEvery := c.Duration("panic-every", 250*time.Millisecond, "between PANICs")
+	maxSends := c.Int("max-sends", 0, "twilio.max_sends_per_second (0: 100000, i.e. no limit)")
+	workers := c.seedWorkers()
+	aof := c.aof()
+	verbose := c.Bool("v", false, "log the daemons' warnings")
+	defer c.parse(args)()
 	limit := *maxSends
 	if limit <= 0 {
 		limit = 100_000
 	}
 	fmt.Printf("storm: %d timers due at one instant, %d replicas, %d schools, %d panics, max_sends_per_second=%d, %d runs\n",
-		*timers, *replicas, *schools, *panics, limit, *runs)
-	var figs figures
-	for run := range *runs {
-		fmt.Printf("--- run %d\n", run+1)
-		f, err := stormOnce(*timers, *replicas, *schools, *panics, *panicAt, *panicEvery, limit, *workers, *aof, *verbose)
-		if err != nil {
-			return err
-		}
-		figs.add(f, "all claimed ms", "first SMS ms", "p50 SMS ms", "p99 SMS ms", "all SMS ms", "missing", "duplicates",
-			"max SMS in 1 s", "panic webhook ms", "panic commit->SMS ms", "panic all sent ms", "panic worst ms",
-			"overdue ahead of panic", "overdue behind panic", "queued after panic, sent before", "daemon errors", "base ping p50 ms")
-	}
-	fmt.Printf("\n%s", figs.String())
-	return nil
+		*timers, *replicas, *schools, *panics, limit, *c.runs)
+	return c.repeat(func() (map[string]float64, error) {
+		return stormOnce(*timers, *replicas, *schools, *panics, *panicAt, *panicEvery, limit, *workers, *aof, *verbose)
+	}, "all claimed ms", "first SMS ms", "p50 SMS ms", "p99 SMS ms", "all SMS ms", "missing", "duplicates",
+		"max SMS in 1 s", "panic webhook ms", "panic commit->SMS ms", "panic all sent ms", "panic worst ms",
+		"overdue ahead of panic", "overdue behind panic", "queued after panic, sent before", "daemon errors", "base ping p50 ms")
 }
 
 type panicRun struct {

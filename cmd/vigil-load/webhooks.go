@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,38 +22,27 @@ import (
 // counted from when each request was due to be sent (so a slow daemon cannot hide
 // its queueing), or closed loop with -closed for the most it takes.
 func runWebhooks(args []string) error {
-	fs := flag.NewFlagSet("webhooks", flag.ExitOnError)
-	rate := fs.Int("rate", 5000, "requests per second (open loop)")
-	duration := fs.Duration("duration", 30*time.Second, "how long to send (after the warm-up)")
-	warmup := fs.Duration("warmup", 2*time.Second, "sent at the same rate, not counted")
-	closed := fs.Bool("closed", false, "closed loop: -concurrency senders, each waits for its answer")
-	concurrency := fs.Int("concurrency", 32, "senders in closed loop")
-	officers := fs.Int("officers", 2000, "officers in the directory (each alternates VISIT and IN)")
-	schools := fs.Int("schools", 20, "schools the officers are spread over")
-	runs := fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)")
-	aof := fs.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
-	verbose := fs.Bool("v", false, "log the daemon's warnings")
-	prof := profiled(fs)
-	fs.Parse(args)
-	defer prof()()
+	c := newCommand("webhooks")
+	rate := c.Int("rate", 5000, "requests per second (open loop)")
+	duration := c.Duration("duration", 30*time.Second, "how long to send (after the warm-up)")
+	warmup := c.Duration("warmup", 2*time.Second, "sent at the same rate, not counted")
+	closed := c.Bool("closed", false, "closed loop: -concurrency senders, each waits for its answer")
+	concurrency := c.Int("concurrency", 32, "senders in closed loop")
+	officers := c.Int("officers", 2000, "officers in the directory (each alternates VISIT and IN)")
+	schools := c.Int("schools", 20, "schools the officers are spread over")
+	aof := c.aof()
+	verbose := c.Bool("v", false, "log the daemon's warnings")
+	defer c.parse(args)()
 	mode := fmt.Sprintf("open loop at %d/s", *rate)
 	if *closed {
 		mode = fmt.Sprintf("closed loop, %d senders", *concurrency)
 	}
 	fmt.Printf("webhooks: %s for %s (+%s warm-up), %d officers in %d schools, 1 daemon, %d runs\n",
-		mode, *duration, *warmup, *officers, *schools, *runs)
-	var figs figures
-	for run := range *runs {
-		fmt.Printf("--- run %d\n", run+1)
-		f, err := webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose)
-		if err != nil {
-			return err
-		}
-		figs.add(f, "sent", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "refused",
-			"base ping p50 ms", "p99 / ping p50")
-	}
-	fmt.Printf("\n%s", figs.String())
-	return nil
+		mode, *duration, *warmup, *officers, *schools, *c.runs)
+	return c.repeat(func() (map[string]float64, error) {
+		return webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose)
+	}, "sent", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "refused",
+		"base ping p50 ms", "p99 / ping p50")
 }
 
 type outcome struct {
