@@ -64,10 +64,11 @@ func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cm
 }
 
 // ClaimDueTimers claims up to max due timers of each school (as ClaimTimers does,
-// atomically per school) in one round trip. It returns the timers claimed, school by
-// school, and when each school's earliest timer now falls due: the claim time when
-// max were claimed (more may be due), else the earliest score left in the set
-// (which may be a lease: a claim that runs out), zero for an empty set.
+// atomically per school) in one round trip. It returns the timers claimed, school
+// by school, and when each school's earliest timer now falls due: the claim time
+// when max were claimed (more may be due), else the earliest score left in the set
+// (which may be a lease: a claim that runs out), zero for an empty set. With an
+// error it still returns what the schools whose claims went through took.
 func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.Time, lease time.Duration, max int) ([][]Due, []time.Time, error) {
 	if len(schools) == 0 {
 		return nil, nil, nil
@@ -79,16 +80,22 @@ func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.T
 			p.ZRangeWithScores(ctx, key, 0, 0)
 		}
 	})
-	if err != nil && err != redis.Nil {
+	if len(res) != 2*len(schools) {
 		return nil, nil, fmt.Errorf("claim timers: %w", err)
 	}
+	// Each school's claim stands or fails alone (on a Cluster, one master may be
+	// down): what the others took is returned with the error, so it is handled
+	// now rather than when its lease runs out. A failed school counts as due.
 	leaseAt := now.UnixMilli() + lease.Milliseconds()
 	due := make([][]Due, len(schools))
 	next := make([]time.Time, len(schools))
+	var failed error
 	for i, sc := range schools {
 		raw, err := res[2*i].(*redis.Cmd).StringSlice()
 		if err != nil && err != redis.Nil {
-			return nil, nil, fmt.Errorf("claim timers of %s: %w", sc, err)
+			failed = fmt.Errorf("claim timers of %s: %w", sc, err)
+			next[i] = now
+			continue
 		}
 		for j := 0; j+1 < len(raw); j += 2 {
 			ms, _ := strconv.ParseFloat(raw[j+1], 64)
@@ -101,7 +108,7 @@ func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.T
 			next[i] = time.UnixMilli(int64(z[0].Score))
 		}
 	}
-	return due, next, nil
+	return due, next, failed
 }
 
 // NextTimers is when each school's earliest timer falls due (zero when it has none),

@@ -93,3 +93,34 @@ func TestLookAndClaimQuotas(t *testing.T) {
 		t.Errorf("the unreadable message is still queued (%d)", n)
 	}
 }
+
+// A claim that fails in one queue (on a Cluster, a master down) keeps what the
+// others took: those messages are sent now, not when their leases run out. The
+// same for timers.
+func TestPartialClaimsKeepWhatTheyTook(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	m := visit.Message{ID: "ok1", School: "good", Kind: visit.KindAlert, Channel: visit.ChannelSMS, To: "+447700900201", Body: "b", Priority: visit.PriorityAlert}
+	if err := s.QueueMessage(ctx, m, t0); err != nil {
+		t.Fatal(err)
+	}
+	// A key of the wrong type makes that school's claim fail.
+	for _, k := range []string{"vigil:{bad}:outbox:1", "vigil:{bad}:timers"} {
+		if err := srv.Client().Set(ctx, k, "not a sorted set", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ClaimQuotas(ctx, []store.Quota{{School: "bad", Priority: visit.PriorityAlert, Max: 5}, {School: "good", Priority: visit.PriorityAlert, Max: 5}}, t0, 4*time.Second)
+	if err == nil || len(got) != 1 || got[0].Member != "ok1" {
+		t.Fatalf("ClaimQuotas = %+v, %v; want ok1 and an error", got, err)
+	}
+	if err := s.Begin("good").Commit(ctx, store.Change{Timers: map[string]time.Time{"v:x": t0}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	due, next, err := s.ClaimDueTimers(ctx, []string{"bad", "good"}, t0, 3*time.Second, 10)
+	if err == nil || len(due[1]) != 1 || due[1][0].Member != "v:x" || !next[0].Equal(t0) {
+		t.Fatalf("ClaimDueTimers = %+v, %v, %v; want v:x claimed, the failed school still due, and an error", due, next, err)
+	}
+}

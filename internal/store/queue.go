@@ -14,8 +14,7 @@ import (
 	"github.com/vigil-safety/vigil/internal/visit"
 )
 
-// claimScript claims due members of a sorted set of instants (a school's timers or
-// one of its outbox queues).
+// claimScript claims due members of a sorted set of instants (a school's timers).
 //
 // KEYS[1]: the sorted set (score = when the member is due, Unix ms).
 // ARGV[1]: now (Unix ms); ARGV[2]: lease (ms); ARGV[3]: the most to claim.
@@ -120,71 +119,22 @@ type Outgoing struct {
 }
 
 // ClaimMessages claims up to max messages of a school that are ready by now, the
-// highest priority first: a panic never waits behind a queue of reminders.
+// highest priority first: a panic never waits behind a queue of reminders. (The
+// dispatcher claims across schools with LookOutbox and ClaimQuotas; this is the
+// same claim for one school.)
 func (s *Store) ClaimMessages(ctx context.Context, school string, now time.Time, lease time.Duration, max int) ([]Outgoing, error) {
 	var out []Outgoing
 	for _, prio := range priorities {
 		if len(out) >= max {
 			break
 		}
-		got, err := s.ClaimMessagesAt(ctx, school, prio, now, lease, max-len(out))
+		got, err := s.ClaimQuotas(ctx, []Quota{{School: school, Priority: prio, Max: max - len(out)}}, now, lease)
 		out = append(out, got...)
 		if err != nil {
 			return out, err
 		}
 	}
 	return out, nil
-}
-
-// ClaimMessagesAt claims up to max messages of one priority of a school that are
-// ready by now, oldest first.
-func (s *Store) ClaimMessagesAt(ctx context.Context, school string, prio int, now time.Time, lease time.Duration, max int) ([]Outgoing, error) {
-	due, err := s.claim(ctx, s.k.outbox(school, prio), school, now, lease, max)
-	if err != nil || len(due) == 0 {
-		return nil, wrap(err, "claim messages of "+school)
-	}
-	// The claimed messages' hashes in one round trip.
-	hashes := make([]*redis.MapStringStringCmd, len(due))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, d := range due {
-			hashes[i] = p.HGetAll(ctx, s.k.message(school, d.Member))
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("load claimed messages of %s: %w", school, err)
-	}
-	out := make([]Outgoing, 0, len(due))
-	for i, d := range due {
-		h := hashes[i].Val()
-		var m visit.Message
-		if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
-			// A message that cannot be read can never be sent: take it off the
-			// queue loudly rather than claim it forever.
-			s.log.Error("unreadable outbox message dropped", "school", school, "id", d.Member, "err", err)
-			s.rdb.ZRem(ctx, s.k.outbox(school, prio), d.Member)
-			continue
-		}
-		n, _ := strconv.Atoi(h["attempts"])
-		out = append(out, Outgoing{Claim: d.Claim, Msg: m, Attempts: n, State: h["state"], SID: h["sid"],
-			AttemptAt: msField(h["attempt_at"])})
-	}
-	return out, nil
-}
-
-// NextMessage is when the school's earliest queued message is ready (false if none).
-func (s *Store) NextMessage(ctx context.Context, school string) (time.Time, bool, error) {
-	var best time.Time
-	found := false
-	for _, prio := range priorities {
-		at, ok, err := s.earliest(ctx, s.k.outbox(school, prio))
-		if err != nil {
-			return time.Time{}, false, err
-		}
-		if ok && (!found || at.Before(best)) {
-			best, found = at, true
-		}
-	}
-	return best, found, nil
 }
 
 // OutboxDepth counts queued messages across every school.
