@@ -111,6 +111,12 @@ func (s *Service) transactInbound(ctx context.Context, school, sid string, fn fu
 		if err == nil {
 			ch.LocalMessages = len(ch.Result.Messages) > 0 && s.local()
 			err = sn.Commit(ctx, ch)
+			if err != nil && ch.LocalMessages && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrFenced) {
+				// The commit may have gone through with its answer lost, and it
+				// woke no other replica: let this one's dispatcher look (a claim
+				// that finds nothing costs nothing more).
+				s.queued(ch.Result.Messages)
+			}
 		}
 		if err != nil && sid != "" {
 			if r, ok, rerr := s.st.InboundReply(ctx, school, sid); rerr == nil && ok {

@@ -173,3 +173,32 @@ func TestSMSSeesDirectoryChanges(t *testing.T) {
 		t.Errorf("VISIT from a number just added, on the other replica: %q", got)
 	}
 }
+
+// A contact on two schools repeats (Twilio retrying) a code-less RESOLVE after the
+// other school has raised an alert: the repeat is answered as the first time and
+// does not resolve the new alert (choosing the school again, from the alerts open
+// now, would have).
+func TestRepeatedResolveFromContactOfTwoSchools(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	r := newReplica(t, srv)
+	ctx := t.Context()
+	other := schoolWith("School office")
+	other.ID, other.Name = "s2", "Other Primary"
+	bob := visit.Officer{ID: "bob", Name: "Bob Roe", Phone: "+447700900102", School: "s2"}
+	if err := r.st.SyncDirectory(ctx, []visit.School{schoolWith("School office"), other}, []visit.Officer{jane, bob}); err != nil {
+		t.Fatal(err)
+	}
+	r.sms(t, janePhone, "PANIC", "SM-panic-1")
+	first := r.sms(t, officePhone, "RESOLVE", "SM-resolve")
+	if open, _ := r.st.ListAlerts(ctx, []string{"s1"}, true, 0); len(open) != 0 {
+		t.Fatalf("RESOLVE answered %q and left %+v open", first, open)
+	}
+	r.sms(t, bob.Phone, "PANIC", "SM-panic-2")
+	if again := r.sms(t, officePhone, "RESOLVE", "SM-resolve"); again != first {
+		t.Errorf("repeated RESOLVE answered %q, first %q", again, first)
+	}
+	if open, err := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); err != nil || len(open) != 1 {
+		t.Errorf("the repeat resolved the other school's alert: open %+v, %v", open, err)
+	}
+}
