@@ -43,6 +43,17 @@ const (
 	twilioTimeout = 3 * time.Second
 )
 
+// twilioTransport keeps connections to Twilio open for every dispatcher worker.
+// Go's default keeps two idle connections per host, so with more sends under way
+// than that, each extra one closed its connection after the answer and the next
+// send dialled (and, against api.twilio.com, shook hands over TLS) again.
+func twilioTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.MaxIdleConns = 64
+	return t
+}
+
 // Per-contact throttles: at most this many SMS and calls per phone per window,
 // beyond an alert's first notification, panics, duresses and ALL CLEARs.
 const (
@@ -151,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			AccountSID: cfg.Twilio.AccountSID, AuthToken: cfg.Twilio.AuthToken,
 			From: cfg.Twilio.From, MessagingServiceSID: cfg.Twilio.MessagingServiceSID,
 			APIURL: cfg.Twilio.APIURL, StatusCallback: cfg.PublicURL + "/twilio/status",
-			HTTPClient: &http.Client{Timeout: twilioTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			HTTPClient: &http.Client{Timeout: twilioTimeout, Transport: twilioTransport(), CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			}},
 		})
@@ -186,8 +197,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			q := url.Values{"school": {m.School}, "alert": {m.AlertID}, "to": {m.To}}
 			return sms.VoiceAlertTwiML(m.Body, publicURL+"/twilio/voice/gather?"+q.Encode())
 		},
-		OnSent: func(ctx context.Context, sid string) {
-			if err := a.service.ReplayReceipt(ctx, sid); err != nil {
+		OnEarlyReceipt: func(ctx context.Context, sid string, r store.EarlyReceipt) {
+			if err := a.service.HandleReceipt(ctx, service.Receipt{SID: sid, Status: r.Status, ErrorCode: r.Code}); err != nil {
 				o.Log.Error("replaying an early delivery receipt failed", "sid", sid, "err", err)
 			}
 		},
@@ -201,8 +212,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a.service = service.New(service.Options{
 		Store: st, Policy: Policy(cfg), Location: loc, Now: o.Now, Log: o.Log, Metrics: svcMetrics,
 		Wake: func() { sched.Wake() },
-		// Messages this replica queues, its own dispatcher claims at once.
-		Queued: a.notifier.Queued, Local: a.notifier.HasRoom,
+		// Messages this replica queues, its own dispatcher sends at once
+		// (committed already claimed for it, when it has room).
+		Queued: a.notifier.Queued, Local: a.notifier.HasRoom, ClaimFor: messageLease,
 	})
 	sched = scheduler.New(scheduler.Options{
 		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll, Lease: TimerLease,

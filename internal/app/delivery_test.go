@@ -73,6 +73,34 @@ func TestRefusedSMSBecomesACall(t *testing.T) {
 	}
 }
 
+// A receipt that reaches Vigil before Twilio's answer to the send (so before the
+// send is recorded under its SID) is kept, and handled when the send is
+// recorded: an alert SMS reported undelivered that early is still re-routed as
+// a call.
+func TestUndeliveredReceiptBeforeTheSendIsRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	d := e.startDaemon()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.advance(35*time.Minute, d)
+	e.waitFor(1) // the reminder
+	e.twilio.Hang(officePhone, release)
+	e.advance(15*time.Minute, d)
+	// The alert reaches the second contact; the office's is held at Twilio.
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool { return len(e.sentTo(office2Phone)) == 1 })
+	sid := e.twilio.NextMessageSID()
+	e.postStatus(d, e.twilio.MessageStatus(smstest.Message{SID: sid, To: officePhone, From: twilioNumber}, "undelivered", 30003))
+	close(release)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone {
+		t.Fatalf("call went to %s, want the office", calls[0].To)
+	}
+	if got := e.sentTo(officePhone); len(got) != 1 || e.twilio.SentTo(officePhone)[0].SID != sid {
+		t.Fatalf("office SMS %q, want one, under the SID the receipt named (%s)", got, sid)
+	}
+}
+
 // An SMS whose receipt says undelivered is re-routed as a call; a call answered by
 // voicemail (no keypress) is no ACK; pressing 1 is, and the others are told.
 func TestUndeliveredThenVoicemailThenKeypress(t *testing.T) {

@@ -58,7 +58,7 @@ func seedMarch(e *env) {
 	}
 	delivery := func(status string) func(o store.Outgoing, when time.Time) {
 		return func(o store.Outgoing, when time.Time) {
-			if err := e.st.RecordSent(e.ctx, o, "SM"+o.Msg.ID, when); err != nil {
+			if _, err := e.st.RecordSent(e.ctx, o, "SM"+o.Msg.ID, when); err != nil {
 				e.t.Fatal(err)
 			}
 			if _, err := e.st.RecordDelivery(e.ctx, school, o.Msg.ID, status, 30003); err != nil {

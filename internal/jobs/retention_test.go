@@ -136,7 +136,7 @@ func (e *env) sent(m visit.Message, when time.Time) {
 	if err := e.st.RecordAttempt(e.ctx, got[0], when); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.st.RecordSent(e.ctx, got[0], "", when); err != nil {
+	if _, err := e.st.RecordSent(e.ctx, got[0], "", when); err != nil {
 		e.t.Fatal(err)
 	}
 }

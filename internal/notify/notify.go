@@ -53,7 +53,7 @@ type Store interface {
 	ReleaseMessages(ctx context.Context, held []store.Outgoing, now time.Time) error
 	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, error)
 	AbandonSend(ctx context.Context, o, prev store.Outgoing, now time.Time) error
-	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) error
+	RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) (*store.EarlyReceipt, error)
 	RecordRetry(ctx context.Context, o store.Outgoing, at time.Time, reason string) error
 	RecordFailed(ctx context.Context, o store.Outgoing, reason string) error
 }
@@ -105,11 +105,15 @@ type Options struct {
 	// OnFailure is told of every message that failed for good, after it is
 	// recorded, so the service can re-route it. It must not block for long.
 	OnFailure func(ctx context.Context, f Failure)
-	// OnSent is told of every send once it is recorded under its Twilio SID (a
-	// delivery receipt that came first is handled then).
+	// OnSent is told of every send once it is recorded under its Twilio SID.
 	OnSent func(ctx context.Context, sid string)
+	// OnEarlyReceipt is given a delivery receipt that reached Vigil before its
+	// send was recorded, once the send is recorded under the receipt's SID.
+	OnEarlyReceipt func(ctx context.Context, sid string, r store.EarlyReceipt)
 	// Limiter, when set, spaces all sends (twilio.max_sends_per_second, shared by
-	// every replica). Sends take their turn in priority order.
+	// every replica). Sends take their turn in priority order. A Limiter that is
+	// also a TurnStarter (store.SendLimiter) takes the turn and begins the send
+	// in one step.
 	Limiter interface {
 		Wait(ctx context.Context) error
 	}
@@ -127,17 +131,24 @@ type Options struct {
 	Checker Checker
 }
 
+// TurnStarter takes a turn under the send limit and begins the send of o (as
+// Store.StartSend) in one step. When the limit says wait it returns how long, and
+// has changed nothing.
+type TurnStarter interface {
+	StartSend(ctx context.Context, o store.Outgoing, now time.Time, lease time.Duration) (store.Outgoing, time.Duration, error)
+}
+
 // Dispatcher is the outbox loop.
 type Dispatcher struct {
 	o     Options
 	wake  chan struct{}
 	freed chan struct{} // a send finished: a worker is free
-	// look asks for a look at every school's outbox (Wake); hints are messages
-	// this replica has just queued (Queued), claimed without one.
-	look  atomic.Bool
-	room  atomic.Bool
-	mu    sync.Mutex
-	hints []store.Quota
+	// look asks for a look at every school's outbox (Wake); mine are messages
+	// this replica has just queued already claimed for itself (Queued).
+	look atomic.Bool
+	room atomic.Bool
+	mu   sync.Mutex
+	mine []store.Outgoing
 }
 
 // New builds a Dispatcher.
@@ -176,24 +187,19 @@ func (d *Dispatcher) Wake() {
 	d.signal()
 }
 
-// Queued tells the dispatcher of messages this replica has just committed: it
-// claims them at once, without looking at every school's outbox first (two
-// round trips and most of the dispatcher's cost at a thousand alerts a second,
-// for messages it already knows of). Another replica's dispatcher would find
-// them all the same; this is only the short way.
-func (d *Dispatcher) Queued(msgs []visit.Message) {
+// Queued hands the dispatcher messages this replica has just committed already
+// claimed for it (store.Change.ClaimFor): it sends them without a look at every
+// school's outbox or a claim (three round trips, and most of the dispatcher's
+// cost at a thousand alerts a second). If this replica dies first, they go back
+// to every replica when their claims run out. A message whose commit did not go
+// through, or that was queued before (and is someone else's), is dropped when
+// its send is begun: the claim it names is not held.
+func (d *Dispatcher) Queued(msgs []store.Outgoing) {
 	if len(msgs) == 0 {
 		return
 	}
 	d.mu.Lock()
-	for _, m := range msgs {
-		i := slices.IndexFunc(d.hints, func(q store.Quota) bool { return q.School == m.School && q.Priority == m.Priority })
-		if i < 0 {
-			d.hints = append(d.hints, store.Quota{School: m.School, Priority: m.Priority})
-			i = len(d.hints) - 1
-		}
-		d.hints[i].Max++
-	}
+	d.mine = append(d.mine, msgs...)
 	d.mu.Unlock()
 	d.signal()
 }
@@ -211,28 +217,14 @@ func (d *Dispatcher) signal() {
 	}
 }
 
-// takeHints returns the messages queued here since the last call, most urgent
-// first, as quotas of at most room messages in all (ok false if some were left
-// out: a look will find them).
-func (d *Dispatcher) takeHints(room int) (q []store.Quota, ok bool) {
+// takeMine returns the messages queued here already claimed, most urgent first.
+func (d *Dispatcher) takeMine() []store.Outgoing {
 	d.mu.Lock()
-	h := d.hints
-	d.hints = nil
+	m := d.mine
+	d.mine = nil
 	d.mu.Unlock()
-	slices.SortStableFunc(h, func(a, b store.Quota) int { return a.Priority - b.Priority })
-	ok = true
-	for _, x := range h {
-		if room <= 0 {
-			ok = false
-			break
-		}
-		if x.Max > room {
-			x.Max, ok = room, false
-		}
-		room -= x.Max
-		q = append(q, x)
-	}
-	return q, ok
+	slices.SortStableFunc(m, func(a, b store.Outgoing) int { return a.Msg.Priority - b.Msg.Priority })
+	return m
 }
 
 // Run sends until ctx ends. It looks at every school's outbox at once and claims
@@ -286,32 +278,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if d.look.Swap(false) {
 			want = true
 		}
+		held = mergeByPriority(held, d.takeMine())
 		// Claims are made when little is held: in a storm, a claim per several
 		// messages, not per message.
-		if len(held) <= low {
+		if len(held) <= low && want {
 			ask := capacity - len(held)
-			var claimed []store.Outgoing
-			var err error
-			if want {
-				// A look claims what this replica queued as well.
-				d.takeHints(0)
-				var at time.Time
-				claimed, at, err = d.claim(ctx, ask, mine)
-				if err != nil && ctx.Err() == nil {
-					d.o.Log.Error("outbox pass failed", "err", err)
-				}
-				next = at
-				// A full claim may have left more behind; a short one
-				// emptied what was ready.
-				want = err == nil && len(claimed) == ask
-			} else if q, ok := d.takeHints(ask); len(q) > 0 || !ok {
-				claimed, err = d.o.Store.ClaimQuotas(ctx, mine(q), d.o.Now(), d.o.Lease)
-				if err != nil && ctx.Err() == nil {
-					d.o.Log.Error("claiming queued messages failed", "err", err)
-				}
-				// Whatever was left out, a look settles.
-				want = !ok || err != nil
+			claimed, at, err := d.claim(ctx, ask, mine)
+			if err != nil && ctx.Err() == nil {
+				d.o.Log.Error("outbox pass failed", "err", err)
 			}
+			next = at
+			// A full claim may have left more behind; a short one emptied
+			// what was ready.
+			want = err == nil && len(claimed) == ask
 			held = mergeByPriority(held, claimed)
 		}
 		if len(held) > 0 && int(busy.Load()) < d.o.Workers {
@@ -320,7 +299,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			id := o.School + "\x00" + o.Member
 			// Turns under the send limit are taken in this order, so a panic
 			// never waits behind a reminder.
-			if !d.mayGo(ctx, o) {
+			o, prev, ok := d.mayGo(ctx, o)
+			if !ok {
 				if ctx.Err() != nil {
 					held = append([]store.Outgoing{o}, held...)
 					break
@@ -340,7 +320,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				d.deliver(context.WithoutCancel(ctx), o)
+				d.deliver(context.WithoutCancel(ctx), o, prev)
 			}()
 			continue
 		}
@@ -481,8 +461,10 @@ func (d *Dispatcher) release(held []store.Outgoing) {
 
 // mayGo applies the throttles to a claimed message: a contact over its limit gets
 // it later (put back on the queue until the window ends); otherwise it waits for
-// its turn under the global rate. It reports whether to send now.
-func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) bool {
+// its turn under the global rate. It reports whether to send now. With a
+// TurnStarter the turn and the start of the send are one step: it then returns
+// the message begun, and prev, the message as it was before (see deliver).
+func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.Outgoing, prev *store.Outgoing, ok bool) {
 	m := o.Msg
 	exempt := m.Priority == visit.PriorityPanic || m.First || m.Kind == visit.KindAllClear
 	if d.o.ContactLimit != nil && !exempt {
@@ -494,32 +476,66 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) bool {
 			if err := d.o.Store.RecordRetry(ctx, o, until, "contact_limit"); err != nil {
 				d.lost(d.o.Log, err)
 			}
-			return false
+			return o, nil, false
 		}
 	}
-	if d.o.Limiter != nil {
-		if err := d.o.Limiter.Wait(ctx); err != nil {
-			// Shutting down, or Redis unreachable: the message goes back when its
-			// lease ends.
-			d.o.Log.Warn("rate limiter unavailable", "err", err)
-			return false
+	if d.o.Limiter == nil {
+		return o, nil, true
+	}
+	// A message found "sending" is asked about first (settle), before it
+	// begins again: its turn is taken now and the send begun after.
+	if ts, one := d.o.Limiter.(TurnStarter); one && o.State != "sending" {
+		for {
+			begun, wait, err := ts.StartSend(ctx, o, d.o.Now(), d.o.Lease)
+			if err != nil {
+				if errors.Is(err, store.ErrFenced) {
+					d.lost(msgLog{d.o.Log, o}, err)
+				} else {
+					// Redis unreachable: the message goes back when its
+					// lease ends.
+					d.o.Log.Warn("rate limiter unavailable", "err", err)
+				}
+				return o, nil, false
+			}
+			if wait == 0 {
+				return begun, &o, true
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return o, nil, false
+			case <-t.C:
+			}
 		}
 	}
-	return true
+	if err := d.o.Limiter.Wait(ctx); err != nil {
+		// Shutting down, or Redis unreachable: the message goes back when its
+		// lease ends.
+		d.o.Log.Warn("rate limiter unavailable", "err", err)
+		return o, nil, false
+	}
+	return o, nil, true
 }
 
-// deliver sends one claimed message and records the outcome.
-func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
+// deliver sends one claimed message and records the outcome. prev is nil when
+// the send is still to begin (StartSend); otherwise o was begun by mayGo and prev
+// is the message as it was before.
+func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing, prev *store.Outgoing) {
 	log := msgLog{d.o.Log, o}
-	now := d.o.Now()
-	if o.State == "sending" && !d.settle(ctx, log, o, now) {
-		return
-	}
-	prev := o
-	o, err := d.o.Store.StartSend(ctx, o, now, d.o.Lease)
-	if err != nil {
-		d.lost(log, err)
-		return
+	if prev == nil {
+		now := d.o.Now()
+		if o.State == "sending" && !d.settle(ctx, log, o, now) {
+			return
+		}
+		before := o
+		var err error
+		o, err = d.o.Store.StartSend(ctx, o, now, d.o.Lease)
+		if err != nil {
+			d.lost(log, err)
+			return
+		}
+		prev = &before
 	}
 	if late := d.o.Now(); late.Add(d.o.SendTimeout).After(time.UnixMilli(o.Lease)) {
 		// This replica stalled since it renewed the claim (a pause, a long GC): a
@@ -527,13 +543,14 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 		// over. No send was made: put the message back as it was, for whichever
 		// replica claims it next.
 		log.Warn("claim too close to its end to send; the message goes back to the queue")
-		if err := d.o.Store.AbandonSend(ctx, o, prev, late); err != nil {
+		if err := d.o.Store.AbandonSend(ctx, o, *prev, late); err != nil {
 			d.lost(log, err)
 		}
 		return
 	}
 	start := time.Now()
 	var sid string
+	var err error
 	if o.Msg.Channel == visit.ChannelCall {
 		sid, err = d.o.Sender.PlaceCall(ctx, sms.Call{To: o.Msg.To, TwiML: d.o.CallTwiML(o.Msg)})
 	} else {
@@ -543,11 +560,7 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing) {
 		d.o.Metrics.SendSeconds.Observe(time.Since(start).Seconds())
 	}
 	if err == nil {
-		if err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now()); err != nil {
-			d.lost(log, err)
-		} else if d.o.OnSent != nil {
-			d.o.OnSent(ctx, sid)
-		}
+		d.recordSent(ctx, log, o, sid)
 		d.count(o.Msg, "sent")
 		return
 	}
@@ -635,14 +648,9 @@ func (d *Dispatcher) settle(ctx context.Context, log msgLog, o store.Outgoing, n
 	switch {
 	case err == nil && found:
 		log.Info("an earlier send reached Twilio: recorded, not sent again", "sid", sid, "attempts", o.Attempts)
-		if err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now()); err != nil {
-			d.lost(log, err)
-			return false
+		if d.recordSent(ctx, log, o, sid) {
+			d.count(o.Msg, "sent")
 		}
-		if d.o.OnSent != nil {
-			d.o.OnSent(ctx, sid)
-		}
-		d.count(o.Msg, "sent")
 		return false
 	case o.Attempts >= 2:
 		if err != nil {
@@ -665,6 +673,24 @@ func (d *Dispatcher) settle(ctx context.Context, log msgLog, o store.Outgoing, n
 		d.fail(ctx, log, o, 0, "uncertain", gaveUp+" (Twilio could not be asked since "+o.AttemptAt.Format(time.RFC3339)+": "+err.Error()+")")
 		return false
 	}
+}
+
+// recordSent records a send Twilio accepted under sid and hands on a delivery
+// receipt that came first. It reports false when the record failed.
+func (d *Dispatcher) recordSent(ctx context.Context, log msgLog, o store.Outgoing, sid string) bool {
+	early, err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now())
+	if early != nil && d.o.OnEarlyReceipt != nil {
+		// The SID is indexed even when the claim was lost: the receipt is its.
+		d.o.OnEarlyReceipt(ctx, sid, *early)
+	}
+	if err != nil {
+		d.lost(log, err)
+		return false
+	}
+	if d.o.OnSent != nil {
+		d.o.OnSent(ctx, sid)
+	}
+	return true
 }
 
 // fail records a message as failed for good and hands it to OnFailure, which

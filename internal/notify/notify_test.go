@@ -429,9 +429,10 @@ func TestSendTooCloseToTheLeaseEndGoesBack(t *testing.T) {
 	}
 }
 
-// Messages this replica queues are claimed and sent as soon as the dispatcher
-// is told of them (Queued), with no look at the outbox and no wake-up through
-// Redis: the commit that queued them, with LocalMessages, woke no one.
+// Messages this replica queues are sent as soon as the dispatcher is told of
+// them (Queued), with no look at the outbox or claim and no wake-up through
+// Redis: the commit that queued them already claimed for this replica
+// (ClaimFor) woke no one.
 func TestQueuedMessagesGoWithoutALook(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -449,10 +450,11 @@ func TestQueuedMessagesGoWithoutALook(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := visit.Message{ID: "m2", School: "s1", Channel: visit.ChannelSMS, Kind: visit.KindAlert, To: "+447700900202", Body: "second", Priority: visit.PriorityPanic}
-	if err := st.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Messages: []visit.Message{m2}}, Now: t0, LocalMessages: true}); err != nil {
+	ch := store.Change{Result: visit.Result{Messages: []visit.Message{m2}}, Now: t0.Add(time.Minute), ClaimFor: time.Minute}
+	if err := st.Begin("s1").Commit(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	d.Queued([]visit.Message{m2})
+	d.Queued(ch.Claimed("s1"))
 	snd.waitSends(t, 1)
 	if got := snd.bodies(); len(got) != 2 || got[1] != "second" {
 		t.Fatalf("sent %q, want the queued message second", got)

@@ -33,11 +33,13 @@ type Service struct {
 	// wake nudges this replica's scheduler after a commit that added a timer
 	// sooner than any other (other replicas hear of it through Redis pub/sub).
 	wake func()
-	// queued hands the messages a commit queued to this replica's dispatcher;
-	// local reports whether it will claim them at once (then the commit does not
-	// wake the other replicas' dispatchers).
-	queued func([]visit.Message)
-	local  func() bool
+	// local reports whether this replica's dispatcher would send messages
+	// queued now at once; then a commit queues them claimed for it for
+	// claimFor, wakes no other replica's dispatcher, and hands them over
+	// through queued.
+	queued   func([]store.Outgoing)
+	local    func() bool
+	claimFor time.Duration
 	// zones holds the schools' time zones by name, once loaded (*time.Location).
 	zones sync.Map
 	// ahead guesses what an officer's next SMS reads (readahead.go).
@@ -53,11 +55,14 @@ type Options struct {
 	Log      *slog.Logger
 	Metrics  *Metrics
 	Wake     func()
-	// Queued and Local connect the service to this replica's dispatcher (both
-	// optional: without them every commit that queues messages wakes every
-	// replica's dispatcher through Redis).
-	Queued func([]visit.Message)
-	Local  func() bool
+	// Queued, Local and ClaimFor connect the service to this replica's
+	// dispatcher (optional: without them every commit that queues messages
+	// wakes every replica's dispatcher through Redis). When Local says the
+	// dispatcher has room, messages are committed already claimed for it for
+	// ClaimFor (its lease) and handed to it through Queued.
+	Queued   func([]store.Outgoing)
+	Local    func() bool
+	ClaimFor time.Duration
 }
 
 // New builds a Service.
@@ -68,8 +73,9 @@ func New(o Options) *Service {
 	if o.Wake == nil {
 		o.Wake = func() {}
 	}
-	if o.Queued == nil {
-		o.Queued = func([]visit.Message) {}
+	if o.Queued == nil || o.ClaimFor <= 0 {
+		o.Queued = func([]store.Outgoing) {}
+		o.Local = func() bool { return false }
 	}
 	if o.Local == nil {
 		o.Local = func() bool { return false }
@@ -78,7 +84,7 @@ func New(o Options) *Service {
 		o.Location = time.UTC
 	}
 	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: o.Now,
-		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local}
+		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local, claimFor: o.ClaimFor}
 }
 
 // Policy is the policy the service decides with.
@@ -109,13 +115,16 @@ func (s *Service) transactInbound(ctx context.Context, school, sid string, fn fu
 		sn := s.st.Begin(school)
 		ch, err := fn(sn)
 		if err == nil {
-			ch.LocalMessages = len(ch.Result.Messages) > 0 && s.local()
+			if len(ch.Result.Messages) > 0 && s.local() {
+				ch.ClaimFor = s.claimFor
+			}
 			err = sn.Commit(ctx, ch)
-			if err != nil && ch.LocalMessages && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrFenced) {
+			if err != nil && ch.ClaimFor > 0 && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrFenced) {
 				// The commit may have gone through with its answer lost, and it
-				// woke no other replica: let this one's dispatcher look (a claim
-				// that finds nothing costs nothing more).
-				s.queued(ch.Result.Messages)
+				// woke no other replica: hand the messages to this one's
+				// dispatcher all the same (one whose commit did not go through
+				// names a claim that is not held, and is dropped).
+				s.queued(ch.Claimed(school))
 			}
 		}
 		if err != nil && sid != "" {
@@ -132,7 +141,7 @@ func (s *Service) transactInbound(ctx context.Context, school, sid string, fn fu
 				// Other replicas hear of it through pub/sub; this one at once.
 				s.wake()
 			}
-			s.queued(ch.Result.Messages)
+			s.queued(ch.Claimed(school))
 		}
 		return "", false, err
 	}

@@ -319,9 +319,9 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 // ReplayReceipt handles a receipt that arrived before its send was recorded, once
 // the dispatcher has recorded it under sid.
 func (s *Service) ReplayReceipt(ctx context.Context, sid string) error {
-	status, code, ok, err := s.st.TakePendingReceipt(ctx, sid)
-	if err != nil || !ok {
+	r, err := s.st.TakePendingReceipt(ctx, sid)
+	if err != nil || r == nil {
 		return err
 	}
-	return s.HandleReceipt(ctx, Receipt{SID: sid, Status: status, ErrorCode: code})
+	return s.HandleReceipt(ctx, Receipt{SID: sid, Status: r.Status, ErrorCode: r.Code})
 }

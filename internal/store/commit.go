@@ -222,10 +222,25 @@ type Change struct {
 	InboundReply string
 	// Now is when the event happened: messages queue in the order they were decided.
 	Now time.Time
-	// LocalMessages: this replica's dispatcher will claim the queued messages
-	// itself, at once, so the other replicas' dispatchers are not woken for
-	// them (if it dies first, their next look finds them).
-	LocalMessages bool
+	// ClaimFor, when set, queues the messages already claimed by this replica
+	// until Now+ClaimFor (Claimed lists them), for its dispatcher to send at
+	// once, and wakes no other replica's dispatcher for them. If this replica
+	// dies first, every replica finds them when the claims run out.
+	ClaimFor time.Duration
+}
+
+// Claimed is the change's messages, committed in school, as ClaimFor claims
+// them, for this replica's dispatcher: nil without ClaimFor.
+func (ch Change) Claimed(school string) []Outgoing {
+	if ch.ClaimFor <= 0 || len(ch.Result.Messages) == 0 {
+		return nil
+	}
+	lease := ch.Now.Add(ch.ClaimFor).UnixMilli()
+	out := make([]Outgoing, len(ch.Result.Messages))
+	for i, m := range ch.Result.Messages {
+		out[i] = Outgoing{Claim: Claim{School: school, Member: m.ID, Lease: lease}, Msg: m, State: "queued"}
+	}
+	return out
 }
 
 // tx is the JSON the commit script reads.
@@ -369,7 +384,12 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		if err != nil {
 			return err
 		}
-		b.tx.Msg = append(b.tx.Msg, []any{b.k(k.message(s, m.ID)), b.k(k.outbox(s, m.Priority)), m.ID, string(raw), ch.Now.UnixMilli()})
+		// Ready now, or claimed by this replica (its lease as the score).
+		score := ch.Now.UnixMilli()
+		if ch.ClaimFor > 0 {
+			score = ch.Now.Add(ch.ClaimFor).UnixMilli()
+		}
+		b.tx.Msg = append(b.tx.Msg, []any{b.k(k.message(s, m.ID)), b.k(k.outbox(s, m.Priority)), m.ID, string(raw), score})
 	}
 	for _, e := range ch.Result.Audit {
 		raw, err := encodeAuditEvent(e)
@@ -387,7 +407,7 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		b.tx.Pub = []string{k.wake(), fmt.Sprintf("%s %d", s, earliest)}
 		b.tx.WT = []any{b.k(k.timers(s))}
 	}
-	if len(ch.Result.Messages) > 0 && !ch.LocalMessages {
+	if len(ch.Result.Messages) > 0 && ch.ClaimFor <= 0 {
 		b.tx.PubM = []string{k.wakeOutbox(), s}
 	}
 	arg, err := json.Marshal(b.tx)

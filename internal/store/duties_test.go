@@ -57,7 +57,7 @@ func TestQueueMessagesQueuesEachIDOnce(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("claim: %v %v", got, err)
 	}
-	if err := s.RecordSent(ctx, got[0], "", t0); err != nil {
+	if _, err := s.RecordSent(ctx, got[0], "", t0); err != nil {
 		t.Fatal(err)
 	}
 	// Queue both again (a duty run twice), and a new one.
@@ -181,7 +181,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 		if id == "failed" {
 			err = s.RecordFailed(ctx, got[0], "invalid_number")
 		} else {
-			err = s.RecordSent(ctx, got[0], "SM"+id, t0)
+			_, err = s.RecordSent(ctx, got[0], "SM"+id, t0)
 		}
 		if err != nil {
 			t.Fatal(err)

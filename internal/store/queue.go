@@ -196,31 +196,66 @@ func (s *Store) AbandonSend(ctx context.Context, o Outgoing, prev Outgoing, now 
 	return s.updateMessage(ctx, o, strconv.FormatInt(now.UnixMilli(), 10), -1, "state", prev.State, "attempt_at", at)
 }
 
-// RecordSent notes that Twilio accepted the message, and indexes its SID for
-// delivery receipts.
+// EarlyReceipt is a delivery receipt that reached Vigil before the send it is
+// about was recorded (KeepPendingReceipt), handed over when it is.
+type EarlyReceipt struct {
+	Status string
+	Code   int
+}
+
+// RecordSent notes that Twilio accepted the message, indexes its SID for delivery
+// receipts, and takes any receipt for that SID that came first (early, nil when
+// none: see KeepPendingReceipt).
 //
-// Both go in one round trip. The SID is indexed even when the claim was lost (the
-// message did go out under that SID, and its receipts belong to it).
-func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time.Time) error {
+// On a single Redis (or Sentinel) all three go in one round trip, in that order,
+// so a receipt kept after the take finds the SID indexed. On a Cluster, where the
+// keys live on different nodes, the receipt is taken once the rest is done. The
+// SID is indexed even when the claim was lost (the message did go out under that
+// SID, and its receipts belong to it).
+func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time.Time) (early *EarlyReceipt, err error) {
+	_, cluster := s.rdb.(*redis.ClusterClient)
 	var rec *redis.Cmd
 	var index *redis.StatusCmd
-	_, err := s.pipelineScripts(ctx, []*redis.Script{messageScript}, func(p redis.Pipeliner) {
+	var take *redis.StringCmd
+	// Each command's own error is read below (a missing receipt is redis.Nil).
+	_, _ = s.pipelineScripts(ctx, []*redis.Script{messageScript}, func(p redis.Pipeliner) {
+		if take != nil && take.Err() == nil {
+			// Sent again after NOSCRIPT: the first try took the receipt.
+			early = parseReceipt(take.Val())
+		}
 		rec = messageScript.EvalSha(ctx, p, []string{s.k.outbox(o.School, o.Msg.Priority), s.k.message(o.School, o.Member)},
 			o.Member, o.Lease, "", 0, "state", "sent", "sid", sid, "sent_at", now.UnixMilli())
 		if sid != "" {
 			index = p.Set(ctx, s.k.twilioSID(sid), o.School+"\x00"+o.Member, 14*24*time.Hour)
+			if !cluster {
+				take = p.GetDel(ctx, s.k.pendingReceipt(sid))
+			}
 		}
 	})
-	if err != nil && rec.Err() == nil && index != nil && index.Err() != nil {
-		return fmt.Errorf("index sid %s: %w", sid, index.Err())
+	if index != nil && index.Err() != nil {
+		return nil, fmt.Errorf("index sid %s: %w", sid, index.Err())
+	}
+	if sid != "" {
+		switch {
+		case take == nil || (take.Err() != nil && !errors.Is(take.Err(), redis.Nil)):
+			// A Cluster, or a receipt kept by an older build (a hash): take it
+			// now that the SID is indexed.
+			early, err = s.TakePendingReceipt(ctx, sid)
+		case take.Err() == nil:
+			early = parseReceipt(take.Val())
+		}
+		// (take.Err() is redis.Nil: none now, or one the first try took.)
+	}
+	if rec.Err() != nil {
+		return early, fmt.Errorf("record message %s: %w", o.Member, rec.Err())
 	}
 	if err != nil {
-		return fmt.Errorf("record message %s: %w", o.Member, err)
+		return early, fmt.Errorf("take early receipt of %s: %w", sid, err)
 	}
 	if n, _ := rec.Int(); n < 0 {
-		return ErrFenced
+		return early, ErrFenced
 	}
-	return nil
+	return early, nil
 }
 
 // RecordRetry puts the message back on its queue for another try at at.
@@ -277,28 +312,42 @@ const pendingReceiptTTL = time.Hour
 
 // KeepPendingReceipt holds a delivery receipt whose message is not yet known by its
 // SID: Twilio can report a status before the dispatcher has recorded the send.
+// It is kept as "status NUL code", so that whoever takes it (RecordSent, or
+// TakePendingReceipt) does so in one atomic GETDEL.
 func (s *Store) KeepPendingReceipt(ctx context.Context, sid, status string, code int) error {
-	key := s.k.pendingReceipt(sid)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "status", status, "code", code)
-		p.Expire(ctx, key, pendingReceiptTTL)
-		return nil
-	})
-	return err
+	return s.rdb.Set(ctx, s.k.pendingReceipt(sid), status+"\x00"+strconv.Itoa(code), pendingReceiptTTL).Err()
 }
 
-// TakePendingReceipt returns and forgets a receipt kept for sid (ok false if none).
-func (s *Store) TakePendingReceipt(ctx context.Context, sid string) (status string, code int, ok bool, err error) {
+// TakePendingReceipt returns and forgets a receipt kept for sid (nil if none).
+// Two takers never both get it.
+func (s *Store) TakePendingReceipt(ctx context.Context, sid string) (*EarlyReceipt, error) {
 	key := s.k.pendingReceipt(sid)
+	v, err := s.rdb.GetDel(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err == nil:
+		return parseReceipt(v), nil
+	case !strings.HasPrefix(err.Error(), "WRONGTYPE"):
+		return nil, err
+	}
+	// Kept by an older build, as a hash: read and delete it in one transaction.
 	var h *redis.MapStringStringCmd
+	var del *redis.IntCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		h = p.HGetAll(ctx, key)
-		p.Del(ctx, key)
+		del = p.Del(ctx, key)
 		return nil
 	})
-	if err != nil || len(h.Val()) == 0 {
-		return "", 0, false, err
+	if err != nil || len(h.Val()) == 0 || del.Val() == 0 {
+		return nil, err
 	}
-	code, _ = strconv.Atoi(h.Val()["code"])
-	return h.Val()["status"], code, true, nil
+	code, _ := strconv.Atoi(h.Val()["code"])
+	return &EarlyReceipt{Status: h.Val()["status"], Code: code}, nil
+}
+
+func parseReceipt(v string) *EarlyReceipt {
+	status, code, _ := strings.Cut(v, "\x00")
+	n, _ := strconv.Atoi(code)
+	return &EarlyReceipt{Status: status, Code: n}
 }

@@ -164,7 +164,7 @@ func TestOutbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RecordSent(ctx, got[0], "SM1", now); err != nil {
+	if _, err := s.RecordSent(ctx, got[0], "SM1", now); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RecordFailed(ctx, got[2], "invalid_number"); err != nil {
@@ -181,7 +181,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("retry claim = %+v, want 'over' after 1 attempt", again)
 	}
 	// The first claim's lease is stale now: recording through it is refused.
-	if err := s.RecordSent(ctx, got[1], "SM2", now); !errors.Is(err, store.ErrFenced) {
+	if _, err := s.RecordSent(ctx, got[1], "SM2", now); !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("record through a stale claim: %v, want ErrFenced", err)
 	}
 	school, m, _, err := s.MessageBySID(ctx, "SM1")

@@ -140,7 +140,7 @@ func TestClusterStore(t *testing.T) {
 			if err := s.RecordAttempt(ctx, o, t0); err != nil {
 				t.Fatalf("record attempt in %s: %v", sc, err)
 			}
-			if err := s.RecordSent(ctx, o, "SM"+n+"x"+strconv.Itoa(j), t0); err != nil {
+			if _, err := s.RecordSent(ctx, o, "SM"+n+"x"+strconv.Itoa(j), t0); err != nil {
 				t.Fatalf("record sent in %s: %v", sc, err)
 			}
 		}

@@ -245,6 +245,15 @@ func (s *Server) Hang(to string, until <-chan struct{}) {
 	s.gates[to] = gate{until: until}
 }
 
+// NextMessageSID is the SID the next message accepted will have (if no other
+// is accepted, and no inbound SMS made, first): a test can post a receipt for a
+// send held by Hang before Vigil learns the SID from Twilio's answer.
+func (s *Server) NextMessageSID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("SM%032x", s.seq+1)
+}
+
 // WaitSent returns the messages sent so far as soon as ready holds for them,
 // waking on every recorded send (no polling). After timeout it fails the test
 // with a dump of what was sent. Call it from the test's goroutine.
