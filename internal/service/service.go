@@ -260,6 +260,16 @@ func (s *Service) officer(ctx context.Context, id, school string) (*visit.Office
 	return o, err
 }
 
+// readOfficer is officer, reading in the same round trip the officer's state and
+// the visits and alerts named into the snapshot (store.Snapshot.ReadOfficer).
+func (s *Service) readOfficer(ctx context.Context, sn *store.Snapshot, id, school string, visits, alerts []string) (*visit.Officer, error) {
+	o, err := sn.ReadOfficer(ctx, id, visits, alerts)
+	if errors.Is(err, store.ErrNotFound) {
+		return &visit.Officer{ID: id, Name: id, School: school}, nil
+	}
+	return o, err
+}
+
 // officers loads the officers named by a visit's companions and alerts.
 func (s *Service) officers(ctx context.Context, school string, v *visit.Visit, alerts []*visit.Alert) (map[string]*visit.Officer, error) {
 	out := map[string]*visit.Officer{}

@@ -32,6 +32,9 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 			wake  time.Time
 			owner string
 		)
+		// The timer's visit or alert is one round trip; the officer (from the
+		// directory), their state and the alert or visit it names, a second.
+		var o *visit.Officer
 		switch kind {
 		case 'v':
 			v, err := sn.Visit(ctx, id)
@@ -40,6 +43,13 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 			}
 			owner = v.Officer
 			wake = s.policy.VisitWake(v)
+			var alertIDs []string
+			if v.AlertID != "" {
+				alertIDs = []string{v.AlertID}
+			}
+			if o, err = s.readOfficer(ctx, sn, owner, sc.ID, nil, alertIDs); err != nil {
+				return store.Change{}, err
+			}
 			var alerts []*visit.Alert
 			if v.AlertID != "" {
 				a, err := sn.Alert(ctx, v.AlertID)
@@ -58,6 +68,13 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 			}
 			owner = a.Officer
 			wake = s.policy.AlertWake(a)
+			var visitIDs []string
+			if a.VisitID != "" {
+				visitIDs = []string{a.VisitID}
+			}
+			if o, err = s.readOfficer(ctx, sn, owner, sc.ID, visitIDs, nil); err != nil {
+				return store.Change{}, err
+			}
 			st = visit.State{School: sc, Loc: loc, Alerts: []*visit.Alert{a}}
 			if a.VisitID != "" {
 				if st.Visit, err = sn.Visit(ctx, a.VisitID); err != nil {
@@ -67,11 +84,8 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 		default:
 			return s.dropTimer(due, now), nil
 		}
-		o, err := s.officer(ctx, owner, sc.ID)
-		if err != nil {
-			return store.Change{}, err
-		}
 		st.Officer = o
+		var err error
 		if ost, err = sn.OfficerState(ctx, o.ID); err != nil {
 			return store.Change{}, err
 		}

@@ -82,3 +82,53 @@ func TestReadAhead(t *testing.T) {
 		t.Errorf("%d round trips for a visit not read ahead, want 1", n)
 	}
 }
+
+// ReadOfficer reads the officer from the directory with their state and the
+// alert named, in one round trip; an officer missing from the directory is
+// ErrNotFound, and their state has been read all the same.
+func TestReadOfficer(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	rt := &roundTrips{}
+	s.Client().AddHook(rt)
+	if err := s.PutOfficer(ctx, visit.Officer{ID: "jdoe", Name: "Jane Doe", School: "s1", Phone: "+447700900101"}); err != nil {
+		t.Fatal(err)
+	}
+	ost := map[string]visit.OfficerState{"jdoe": {OpenVisit: "v1"}, "ghost": {OpenVisit: "v9"}}
+	if err := s.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{openVisit("v1")}}, OfficerStates: ost, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+
+	sn := s.Begin("s1")
+	before := rt.n.Load()
+	o, err := sn.ReadOfficer(ctx, "jdoe", []string{"v1"}, []string{"a1"})
+	if err != nil || o.Name != "Jane Doe" {
+		t.Fatalf("ReadOfficer = %+v, %v", o, err)
+	}
+	st, err := sn.OfficerState(ctx, "jdoe")
+	if err != nil || st.OpenVisit != "v1" {
+		t.Fatalf("officer state: %+v %v", st, err)
+	}
+	if v, err := sn.Visit(ctx, "v1"); err != nil || v == nil {
+		t.Fatalf("visit: %+v %v", v, err)
+	}
+	if a, err := sn.Alert(ctx, "a1"); err != nil || a != nil {
+		t.Fatalf("an alert that does not exist: %+v %v", a, err)
+	}
+	if n := rt.n.Load() - before; n != 1 {
+		t.Errorf("%d round trips for the officer, the state, the visit and the alert, want 1", n)
+	}
+
+	sn = s.Begin("s1")
+	before = rt.n.Load()
+	if _, err := sn.ReadOfficer(ctx, "ghost", nil, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an officer not in the directory: %v, want ErrNotFound", err)
+	}
+	if st, err := sn.OfficerState(ctx, "ghost"); err != nil || st.OpenVisit != "v9" {
+		t.Fatalf("their state: %+v %v", st, err)
+	}
+	if n := rt.n.Load() - before; n != 1 {
+		t.Errorf("%d round trips, want 1", n)
+	}
+}

@@ -406,6 +406,53 @@ func hvals[T any](ctx context.Context, rdb redis.UniversalClient, key string, id
 // them through the snapshot afterwards costs no round trip and gives the same value.
 // A key named wrongly costs nothing but its part of the read.
 func (sn *Snapshot) ReadAhead(ctx context.Context, officer string, visits, alerts []string) error {
+	keys := sn.aheadKeys(officer, visits, alerts)
+	vals, err := sn.s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return fmt.Errorf("read officer %s: %w", officer, err)
+	}
+	sn.keep(keys, vals)
+	return nil
+}
+
+// ReadOfficer is ReadAhead that also reads the officer from the directory (unless
+// the directory cache holds them) in the same round trip. An officer not in the
+// directory is ErrNotFound; what ReadAhead reads is kept all the same.
+func (sn *Snapshot) ReadOfficer(ctx context.Context, officer string, visits, alerts []string) (*visit.Officer, error) {
+	k := dirKey{dirOfficer, officer}
+	if v, ok := sn.s.dir.get(k); ok {
+		return cloneOfficer(v.(*visit.Officer)), sn.ReadAhead(ctx, officer, visits, alerts)
+	}
+	r := sn.s.dir.begin()
+	keys := sn.aheadKeys(officer, visits, alerts)
+	var dir *redis.StringCmd
+	var state *redis.SliceCmd
+	// Each command's own error is read below (an officer not found is redis.Nil).
+	_, _ = sn.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		dir = p.HGet(ctx, sn.s.k.officers(), officer)
+		state = p.MGet(ctx, keys...)
+		return nil
+	})
+	if err := state.Err(); err != nil {
+		return nil, fmt.Errorf("read officer %s: %w", officer, err)
+	}
+	sn.keep(keys, state.Val())
+	b, err := dir.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load officer %s: %w", officer, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load officer %s: %w", officer, err)
+	}
+	var o visit.Officer
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, fmt.Errorf("load officer %s: %w", officer, err)
+	}
+	sn.s.dir.put(r, k, cloneOfficer(&o))
+	return &o, nil
+}
+
+func (sn *Snapshot) aheadKeys(officer string, visits, alerts []string) []string {
 	keys := make([]string, 0, 1+len(visits)+len(alerts))
 	keys = append(keys, sn.s.k.officerState(sn.school, officer))
 	for _, id := range visits {
@@ -414,13 +461,15 @@ func (sn *Snapshot) ReadAhead(ctx context.Context, officer string, visits, alert
 	for _, id := range alerts {
 		keys = append(keys, sn.s.k.alert(sn.school, id))
 	}
-	vals, err := sn.s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		return fmt.Errorf("read officer %s: %w", officer, err)
-	}
+	return keys
+}
+
+// keep records values read ahead; the snapshot keeps the first value it saw of
+// each key.
+func (sn *Snapshot) keep(keys []string, vals []any) {
 	for i, k := range keys {
 		if _, read := sn.seen[k]; read {
-			continue // the snapshot keeps the first value it saw
+			continue
 		}
 		if v, ok := vals[i].(string); ok {
 			sn.seen[k] = &v
@@ -428,7 +477,6 @@ func (sn *Snapshot) ReadAhead(ctx context.Context, officer string, visits, alert
 			sn.seen[k] = nil
 		}
 	}
-	return nil
 }
 
 // rawOf is a value the snapshot has seen, as its get returns it.
