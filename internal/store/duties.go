@@ -244,14 +244,15 @@ func (s *Store) AlertByID(ctx context.Context, school, id string) (*visit.Alert,
 // decided on what it read, and anything else means the record is not what it saw.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped),
 // -1 when it was left alone. It reads the visit in either storage format (codec.go):
-// the tag "~" and s, a and oc, or the old state, alert_id and outcome.
+// the tag ("~" or "^") and s, a and oc, or the old state, alert_id and outcome.
 var purgeVisitScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
+local t = string.sub(raw, 1, 1)
+if t == '~' or t == '^' then raw = string.sub(raw, 2) end
 local v = cjson.decode(raw)
 local state, alert, outcome = v.s or v.state, v.a or v.alert_id, v.oc or v.outcome
 if type(alert) ~= 'string' then alert = '' end
@@ -286,14 +287,15 @@ func (s *Store) PurgeVisit(ctx context.Context, school, id, alertID, month strin
 // ARGV[1]: the alert ID.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped), -1
 // when it is not resolved (never purged). It reads the state in either storage
-// format (codec.go: the tag "~" and s, or the old state).
+// format (codec.go: the tag, "~" or "^", and s, or the old state).
 var purgeAlertScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
+local t = string.sub(raw, 1, 1)
+if t == '~' or t == '^' then raw = string.sub(raw, 2) end
 local a = cjson.decode(raw)
 if (a.s or a.state) ~= 'resolved' then return -1 end
 redis.call('DEL', KEYS[1])

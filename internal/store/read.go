@@ -87,12 +87,13 @@ func (s *Store) ListAlerts(ctx context.Context, schools []string, open bool, lim
 	return out, nil
 }
 
-// FindVisit finds which of the schools holds visit id.
+// FindVisit finds which of the schools holds visit id: ErrNotFound when none does,
+// ErrAmbiguous when more than one does (never a guess between them).
 func (s *Store) FindVisit(ctx context.Context, schools []string, id string) (string, error) {
 	return s.find(ctx, schools, func(sc string) string { return s.k.visit(sc, id) })
 }
 
-// FindAlert finds which of the schools holds alert id.
+// FindAlert finds which of the schools holds alert id, as FindVisit.
 func (s *Store) FindAlert(ctx context.Context, schools []string, id string) (string, error) {
 	return s.find(ctx, schools, func(sc string) string { return s.k.alert(sc, id) })
 }
@@ -111,12 +112,19 @@ func (s *Store) find(ctx context.Context, schools []string, key func(string) str
 	if err != nil {
 		return "", err
 	}
+	found := ""
 	for i, c := range cmds {
 		if c.Val() > 0 {
-			return schools[i], nil
+			if found != "" {
+				return "", ErrAmbiguous
+			}
+			found = schools[i]
 		}
 	}
-	return "", ErrNotFound
+	if found == "" {
+		return "", ErrNotFound
+	}
+	return found, nil
 }
 
 // loadVisits reads the visits of one school named by ids, in that order, skipping any

@@ -30,6 +30,9 @@ var (
 	ErrFenced = errors.New("store: claim lost to another replica")
 	// ErrNotFound means the entity does not exist.
 	ErrNotFound = errors.New("store: not found")
+	// ErrAmbiguous means a visit or alert ID looked up across schools names a record
+	// in more than one (IDs are unique within a school only: ids.go).
+	ErrAmbiguous = errors.New("store: the id names records in more than one school")
 )
 
 // Options says which Redis to use.
