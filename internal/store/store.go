@@ -409,27 +409,15 @@ func hvals[T any](ctx context.Context, rdb redis.UniversalClient, key string, id
 // them through the snapshot afterwards costs no round trip and gives the same value.
 // A key named wrongly costs nothing but its part of the read.
 func (sn *Snapshot) ReadAhead(ctx context.Context, officer string, visits, alerts []string) error {
-	keys := make([]string, 0, 1+len(visits)+len(alerts))
-	keys = append(keys, sn.s.k.officerState(sn.school, officer))
+	keys := make([]string, 0, len(visits)+len(alerts))
 	for _, id := range visits {
 		keys = append(keys, sn.s.k.visit(sn.school, id))
 	}
 	for _, id := range alerts {
 		keys = append(keys, sn.s.k.alert(sn.school, id))
 	}
-	vals, err := sn.s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	if err := sn.readStates(ctx, []string{officer}, keys); err != nil {
 		return fmt.Errorf("read officer %s: %w", officer, err)
-	}
-	for i, k := range keys {
-		if _, read := sn.seen[k]; read {
-			continue // the snapshot keeps the first value it saw
-		}
-		if v, ok := vals[i].(string); ok {
-			sn.seen[k] = &v
-		} else {
-			sn.seen[k] = nil
-		}
 	}
 	return nil
 }
