@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vigil-safety/vigil/internal/app"
@@ -80,8 +79,19 @@ func newSeeder(w *world, conns int) (*seeder, error) {
 
 func (sd *seeder) close() { sd.rdb.Close() }
 
-// one commits one visit.
+// one commits one visit. A new visit whose ID another visit of the school has (the
+// commit refuses it as a conflict) is decided again with a new one, as the service does.
 func (sd *seeder) one(ctx context.Context, sv seedVisit) error {
+	var err error
+	for range 8 {
+		if err = sd.try(ctx, sv); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func (sd *seeder) try(ctx context.Context, sv seedVisit) error {
 	sc := sd.schools[sv.school]
 	if sc == nil {
 		return fmt.Errorf("school %s is not in the directory", sv.school)
@@ -97,8 +107,8 @@ func (sd *seeder) one(ctx context.Context, sv seedVisit) error {
 	text := "VISIT 5 " + refDestination(sv.ref)
 	o := &visit.Officer{ID: sv.officer, Name: sv.officer, School: sv.school}
 	ids := visit.IDs{
-		Visit: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		Alert: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		Visit: store.NewID(now), // as the service makes them
+		Alert: store.NewID(now),
 		Code:  "0000",
 	}
 	st := visit.State{School: sc, Loc: sd.loc, Officer: o, LastText: text}

@@ -15,6 +15,12 @@ var ErrNotFound = &visit.Error{Kind: visit.NotFound, Msg: "not found"}
 
 func notFound(what string) error { return &visit.Error{Kind: visit.NotFound, Msg: what + " not found"} }
 
+// ambiguous refuses an ID that two schools' records have (store.ErrAmbiguous): acting
+// on the wrong school's visit or alert would be worse than not acting.
+func ambiguous(what, id string) error {
+	return &visit.Error{Kind: visit.Conflict, Msg: what + " " + id + " is in more than one school: refused rather than guess which"}
+}
+
 // OpenVisitRequest is a visit opened through the API on an officer's behalf.
 type OpenVisitRequest struct {
 	Officer     string
@@ -161,6 +167,9 @@ func (s *Service) alertCommand(ctx context.Context, alertID string, decide func(
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("alert")
 	}
+	if errors.Is(err, store.ErrAmbiguous) {
+		return nil, ambiguous("alert", alertID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +225,9 @@ func (s *Service) findVisit(ctx context.Context, id string) (string, error) {
 	school, err := s.st.FindVisit(ctx, schools, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", notFound("visit")
+	}
+	if errors.Is(err, store.ErrAmbiguous) {
+		return "", ambiguous("visit", id)
 	}
 	return school, err
 }

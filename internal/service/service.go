@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/vigil-safety/vigil/internal/store"
 	"github.com/vigil-safety/vigil/internal/visit"
 )
@@ -44,6 +42,8 @@ type Service struct {
 	zones sync.Map
 	// ahead guesses what an officer's next SMS reads (readahead.go).
 	ahead readAhead
+	// newID makes a visit's or alert's ID (store.NewID).
+	newID func(time.Time) string
 }
 
 // Options are what a Service needs.
@@ -63,6 +63,9 @@ type Options struct {
 	Queued   func([]store.Outgoing)
 	Local    func() bool
 	ClaimFor time.Duration
+	// NewID makes the IDs of new visits and alerts; store.NewID when nil (tests
+	// replace it to make IDs collide).
+	NewID func(time.Time) string
 }
 
 // New builds a Service.
@@ -83,8 +86,12 @@ func New(o Options) *Service {
 	if o.Location == nil {
 		o.Location = time.UTC
 	}
+	if o.NewID == nil {
+		o.NewID = store.NewID
+	}
 	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: o.Now,
-		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local, claimFor: o.ClaimFor}
+		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local,
+		claimFor: o.ClaimFor, newID: o.NewID}
 }
 
 // Policy is the policy the service decides with.
@@ -198,13 +205,16 @@ func (s *Service) change(ctx context.Context, sn *store.Snapshot, r visit.Result
 	return ch, nil
 }
 
-// newIDs makes fresh identifiers for whatever an event may create.
+// newIDs makes fresh identifiers for whatever an event may create (store.NewID: short,
+// and unique in the school because the commit refuses an ID whose record exists,
+// after which the event is decided again with new ones). The visit and the alert get
+// different IDs, though their records' keys and timers would not clash.
 func (s *Service) newIDs(now time.Time) visit.IDs {
-	return visit.IDs{
-		Visit: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		Alert: ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		Code:  newCode(),
+	ids := visit.IDs{Visit: s.newID(now), Alert: s.newID(now), Code: newCode()}
+	for i := 0; ids.Alert == ids.Visit && i < 8; i++ {
+		ids.Alert = s.newID(now)
 	}
+	return ids
 }
 
 // newCode is a four-digit ACK code. The commit refuses a code another open alert of

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/vigil-safety/vigil/internal/visit"
 )
 
@@ -20,7 +18,7 @@ import (
 //   - what the key already says is left out: a visit's or alert's id and school;
 //   - an instant is Unix milliseconds. A record has one absolute instant, its base
 //     (b: a visit's started_at, an alert's raised_at), left out when it is the time
-//     of the record's id (a ULID, made at that instant); every other instant in it,
+//     of the record's id (made at that instant: ids.go); every other instant in it,
 //     its events' included, is milliseconds after the base (negative before it);
 //   - zero values and empty lists are left out. A left-out instant is the zero time,
 //     except an event's (t), which is the base itself. A visit's companions and an
@@ -34,7 +32,11 @@ import (
 //   - an officer state leaves out last_visit when it is the open visit (l is written,
 //     even empty, only when it differs).
 //
-// A stored value is the tag "~" and that JSON. Decoding fills all of the above back
+// A stored value is a tag and that JSON. The tag is "~", or "^" for a visit or alert
+// whose base is left out because it is the instant of its short ID (ids.go): the
+// versions that wrote only "~" know the base of a ULID only, and would read such a
+// record's instants as offsets from 1970. "^" makes them fail to read it (as below)
+// instead. Both tags are read alike. Decoding fills all of the above back
 // in, so a value read is the value written (to the millisecond, in UTC). A value
 // without the tag is in the old format (the domain types' JSON, which earlier
 // versions stored and a rolling upgrade leaves behind) and is read as such; writers
@@ -47,22 +49,37 @@ import (
 // The purge scripts of retention (duties.go) read a visit's state, outcome and
 // alert, and an alert's state, in either format.
 
-// tag begins every value in the storage encoding.
-const tag = '~'
+// The tags that begin a value in the storage encoding: tagShort when the record's
+// base is its short ID's instant, tag otherwise.
+const (
+	tag      = '~'
+	tagShort = '^'
+)
 
 // marshal is v's JSON after the tag.
-func marshal(v any) ([]byte, error) {
+func marshal(v any) ([]byte, error) { return marshalTagged(tag, v) }
+
+func marshalTagged(t byte, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte{tag}, b...), nil
+	return append([]byte{t}, b...), nil
+}
+
+// recordTag is the tag of a record whose b field is b: tagShort when it is left out
+// for a short ID.
+func recordTag(id string, b *int64) byte {
+	if _, short, _ := idTime(id); short && b == nil {
+		return tagShort
+	}
+	return tag
 }
 
 // unmarshal decodes raw into rec when it is in the storage encoding; else it decodes
 // and returns it as the old format, a T (the domain type's JSON).
 func unmarshal[T any](raw []byte, rec any) (old *T, err error) {
-	if len(raw) > 0 && raw[0] == tag {
+	if len(raw) > 0 && (raw[0] == tag || raw[0] == tagShort) {
 		return nil, json.Unmarshal(raw[1:], rec)
 	}
 	old = new(T)
@@ -78,7 +95,7 @@ type visitRec struct {
 	PupilRef    string     `json:"p,omitempty"`
 	State       *string    `json:"s,omitempty"` // nil: active
 	Outcome     string     `json:"oc,omitempty"`
-	Started     *int64     `json:"b,omitempty"` // nil: the id's ULID time
+	Started     *int64     `json:"b,omitempty"` // nil: the instant of the id
 	Due         *int64     `json:"u,omitempty"`
 	Closed      *int64     `json:"cl,omitempty"`
 	AlertID     string     `json:"a,omitempty"`
@@ -93,7 +110,7 @@ type alertRec struct {
 	VisitID     string         `json:"v,omitempty"`
 	Reason      string         `json:"r,omitempty"`
 	State       string         `json:"s,omitempty"`
-	Raised      *int64         `json:"b,omitempty"` // nil: the id's ULID time
+	Raised      *int64         `json:"b,omitempty"` // nil: the instant of the id
 	Level       int            `json:"l,omitempty"`
 	Notified    []recipientRec `json:"n,omitempty"`
 	AckedBy     string         `json:"ab,omitempty"`
@@ -149,11 +166,11 @@ func baseOf(t time.Time) base {
 }
 
 // recordBase is the base of the record with this id, and its b field: nil when t is
-// the time of the id (a ULID made at t, as the service makes them), else t in Unix
+// the time of the id (made at t, as the service makes them: ids.go), else t in Unix
 // ms (0 for the zero time).
 func recordBase(id string, t time.Time) (base, *int64) {
 	b := baseOf(t)
-	if ms, ok := ulidTime(id); ok && b != 0 && ms == int64(b) {
+	if ms, _, ok := idTime(id); ok && b != 0 && ms == int64(b) {
 		return b, nil
 	}
 	ms := int64(b)
@@ -165,17 +182,8 @@ func readBase(id string, b *int64) base {
 	if b != nil {
 		return base(*b)
 	}
-	ms, _ := ulidTime(id)
+	ms, _, _ := idTime(id)
 	return base(ms)
-}
-
-// ulidTime is the time (Unix ms) a ULID was made at.
-func ulidTime(id string) (int64, bool) {
-	u, err := ulid.ParseStrict(id)
-	if err != nil {
-		return 0, false
-	}
-	return int64(u.Time()), true
 }
 
 // off is t as milliseconds after the base; nil for the zero time.
@@ -283,7 +291,7 @@ func (sc eventScope) decodeAll(rs []eventRec) []visit.Event {
 func encodeVisit(v *visit.Visit) ([]byte, error) {
 	b, started := recordBase(v.ID, v.StartedAt)
 	sc := eventScope{base: b, visit: v.ID, alert: v.AlertID, destination: v.Destination}
-	return marshal(visitRec{
+	return marshalTagged(recordTag(v.ID, started), visitRec{
 		Officer: v.Officer, Companions: v.Companions, Destination: v.Destination, Kind: v.Kind,
 		PupilRef: v.PupilRef, State: unlessEqual(v.State, visit.StateActive), Outcome: v.Outcome, Started: started,
 		Due: b.off(v.DueAt), Closed: b.off(v.ClosedAt), AlertID: v.AlertID, Reminded: b.off(v.RemindedAt),
@@ -331,7 +339,7 @@ func encodeAlert(a *visit.Alert) ([]byte, error) {
 	for _, n := range a.Notified {
 		r.Notified = append(r.Notified, recipientRec(n))
 	}
-	return marshal(r)
+	return marshalTagged(recordTag(a.ID, raised), r)
 }
 
 // decodeAlert reads the alert stored under the key of school and id.

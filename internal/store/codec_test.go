@@ -288,6 +288,12 @@ func TestOldFormatValuesInRedis(t *testing.T) {
 	if err := rival.Commit(ctx, ch); !errors.Is(err, ErrConflict) {
 		t.Fatalf("a rival that read the old value: %v, want ErrConflict", err)
 	}
+	if n := s.rdb.Exists(ctx, s.k.officerState("s1", "jdoe")).Val(); n != 0 {
+		t.Errorf("the old officer state's key is left after the commit")
+	}
+	if raw := s.rdb.HGet(ctx, s.k.officerStates("s1"), "jdoe").Val(); !strings.HasPrefix(raw, "~") {
+		t.Errorf("the officer state was written as %q", raw)
+	}
 	raw := s.rdb.Get(ctx, s.k.visit("s1", open.ID)).Val()
 	if !strings.HasPrefix(raw, "~") || strings.Contains(raw, `"state"`) || strings.Contains(raw, open.ID) {
 		t.Errorf("the visit was written in the old format: %s", raw)
@@ -327,12 +333,16 @@ func TestOldFormatValuesInRedis(t *testing.T) {
 		t.Errorf("old resolved alert not purged: %v %v", ok, err)
 	}
 
-	// An old officer state is forgotten and rewritten in the new format.
+	// An old officer state is forgotten and rewritten in the new format, in the
+	// school's hash of officer states, its own key deleted.
 	setOld(s.k.officerState("s1", "asmith"), visit.OfficerState{LastVisit: "v7", LastText: "IN", Alerts: []string{"a1"}})
 	if err := s.ForgetLastVisit(ctx, "s1", "asmith", "v7"); err != nil {
 		t.Fatal(err)
 	}
-	if raw := s.rdb.Get(ctx, s.k.officerState("s1", "asmith")).Val(); raw != `~{"al":["a1"]}` {
+	if raw := s.rdb.HGet(ctx, s.k.officerStates("s1"), "asmith").Val(); raw != `~{"al":["a1"]}` {
 		t.Errorf("forgotten officer state stored as %s", raw)
+	}
+	if n := s.rdb.Exists(ctx, s.k.officerState("s1", "asmith")).Val(); n != 0 {
+		t.Errorf("the old officer state's key is left")
 	}
 }

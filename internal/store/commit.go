@@ -21,8 +21,11 @@ import (
 // ARGV[1]: JSON transaction; each key is referred to by its index in KEYS:
 //
 //	e:    [[k, value]] the key must hold value; [[k]] the key must not exist
+//	he:   [[k, field, value]] the hash field must hold value; [[k, field]] it must
+//	      not exist (officer states)
 //	f:    [k, member, score] the timer member must still have this (lease) score
 //	set:  [[k, value, ttl_ms]] SET (ttl 0 = none)
+//	hset: [[k, field, value]] HSET
 //	del:  [k]
 //	sadd, srem: [[k, member]]
 //	zadd: [[k, member, score]], zrem: [[k, member]]
@@ -56,6 +59,14 @@ for _, e in ipairs(tx.e or {}) do
     return 0
   end
 end
+for _, e in ipairs(tx.he or {}) do
+  local cur = redis.call('HGET', KEYS[e[1]], e[2])
+  if #e == 2 then
+    if cur then return 0 end
+  elseif cur ~= e[3] then
+    return 0
+  end
+end
 for _, x in ipairs(tx.set or {}) do
   if tonumber(x[3]) > 0 then
     redis.call('SET', KEYS[x[1]], x[2], 'PX', x[3])
@@ -63,6 +74,7 @@ for _, x in ipairs(tx.set or {}) do
     redis.call('SET', KEYS[x[1]], x[2])
   end
 end
+for _, x in ipairs(tx.hset or {}) do redis.call('HSET', KEYS[x[1]], x[2], x[3]) end
 for _, k in ipairs(tx.del or {}) do redis.call('DEL', KEYS[k]) end
 for _, x in ipairs(tx.sadd or {}) do redis.call('SADD', KEYS[x[1]], x[2]) end
 for _, x in ipairs(tx.srem or {}) do redis.call('SREM', KEYS[x[1]], x[2]) end
@@ -102,13 +114,16 @@ type Snapshot struct {
 	s      *Store
 	school string
 	seen   map[string]*string // key -> raw value read (nil = absent)
+	// states holds the officer states read from the school's hash: officer -> raw
+	// field value (nil = absent). Their legacy keys are in seen.
+	states map[string]*string
 	// announced is set by a commit that published a wake-up.
 	announced bool
 }
 
 // Begin starts reading the state of one school.
 func (s *Store) Begin(school string) *Snapshot {
-	return &Snapshot{s: s, school: school, seen: map[string]*string{}}
+	return &Snapshot{s: s, school: school, seen: map[string]*string{}, states: map[string]*string{}}
 }
 
 // School is the school this snapshot reads.
@@ -182,15 +197,69 @@ func (sn *Snapshot) OpenAlerts(ctx context.Context) ([]*visit.Alert, error) {
 	return out, err
 }
 
-// OfficerState reads what Vigil remembers of an officer.
+// OfficerState reads what Vigil remembers of an officer: the officer's field of the
+// school's officer-state hash, or the key of its own an earlier version left (which
+// wins: a commit of this version deletes it when it writes the field, so a key
+// still there was written by an earlier version since, or never replaced). Both are
+// read in one round trip, and the commit checks both.
 func (sn *Snapshot) OfficerState(ctx context.Context, officer string) (visit.OfficerState, error) {
-	key := sn.s.k.officerState(sn.school, officer)
-	raw, ok, err := sn.get(ctx, key)
-	if err != nil || !ok {
-		return visit.OfficerState{}, wrap(err, "load officer state "+officer)
+	legacy := sn.s.k.officerState(sn.school, officer)
+	if _, read := sn.states[officer]; !read {
+		if err := sn.readStates(ctx, []string{officer}, nil, nil); err != nil {
+			return visit.OfficerState{}, err
+		}
 	}
-	st, err := decodeOfficerState(raw)
-	return st, wrap(err, key)
+	raw := sn.seen[legacy]
+	if raw == nil {
+		raw = sn.states[officer]
+	}
+	if raw == nil {
+		return visit.OfficerState{}, nil
+	}
+	st, err := decodeOfficerState([]byte(*raw))
+	return st, wrap(err, "officer state "+officer)
+}
+
+// readStates reads, in one round trip, the officer states named (field and legacy
+// key) and the other keys given, and keeps each in the snapshot unless it was read
+// before (the snapshot keeps the first value it saw). extra, if not nil, adds
+// commands of the caller's to the same round trip; their errors are the caller's
+// to read.
+func (sn *Snapshot) readStates(ctx context.Context, officers, keys []string, extra func(p redis.Pipeliner)) error {
+	hash := sn.s.k.officerStates(sn.school)
+	for _, o := range officers {
+		keys = append(keys, sn.s.k.officerState(sn.school, o))
+	}
+	var fields *redis.SliceCmd
+	var vals *redis.SliceCmd
+	_, _ = sn.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fields = p.HMGet(ctx, hash, officers...)
+		vals = p.MGet(ctx, keys...)
+		if extra != nil {
+			extra(p)
+		}
+		return nil
+	})
+	if err := errors.Join(fields.Err(), vals.Err()); err != nil {
+		return fmt.Errorf("read officer states %v: %w", officers, err)
+	}
+	keep := func(m map[string]*string, k string, v any) {
+		if _, read := m[k]; read {
+			return
+		}
+		if s, ok := v.(string); ok {
+			m[k] = &s
+		} else {
+			m[k] = nil
+		}
+	}
+	for i, o := range officers {
+		keep(sn.states, o, fields.Val()[i])
+	}
+	for i, k := range keys {
+		keep(sn.seen, k, vals.Val()[i])
+	}
+	return nil
 }
 
 func wrap(err error, what string) error {
@@ -246,8 +315,10 @@ func (ch Change) Claimed(school string) []Outgoing {
 // tx is the JSON the commit script reads.
 type tx struct {
 	E    [][]any  `json:"e,omitempty"`
+	HE   [][]any  `json:"he,omitempty"`
 	F    []any    `json:"f,omitempty"`
 	Set  [][]any  `json:"set,omitempty"`
+	HSet [][]any  `json:"hset,omitempty"`
 	Del  []int    `json:"del,omitempty"`
 	SAdd [][]any  `json:"sadd,omitempty"`
 	SRem [][]any  `json:"srem,omitempty"`
@@ -314,9 +385,10 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 		if err := set(k.visit(s, v.ID), raw, err); err != nil {
 			return err
 		}
-		if v.Open() {
-			b.tx.SAdd = append(b.tx.SAdd, []any{b.k(k.openVisits(s)), v.ID})
-		} else {
+		// Open visits are listed from the officer states that name them
+		// (OpenVisits). The set of open visits earlier versions kept only loses
+		// the visits that close, so it empties as theirs do.
+		if !v.Open() {
 			b.tx.SRem = append(b.tx.SRem, []any{b.k(k.openVisits(s)), v.ID})
 			b.tx.ZAdd = append(b.tx.ZAdd, []any{b.k(k.closedVisits(s)), v.ID, v.ClosedAt.UnixMilli()})
 		}
@@ -352,9 +424,22 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	sort.Strings(officers)
 	for _, o := range officers {
 		raw, err := encodeOfficerState(ch.OfficerStates[o])
-		if err := set(k.officerState(s, o), raw, err); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("encode officer state %s: %w", o, err)
 		}
+		// The field must hold what was read (or not exist, if never read), and
+		// so must the legacy key, which is deleted: the field replaces it.
+		hash, legacy := b.k(k.officerStates(s)), k.officerState(s, o)
+		if r := sn.states[o]; r != nil {
+			b.tx.HE = append(b.tx.HE, []any{hash, o, *r})
+		} else {
+			b.tx.HE = append(b.tx.HE, []any{hash, o})
+		}
+		expect(legacy)
+		if sn.seen[legacy] != nil {
+			b.tx.Del = append(b.tx.Del, b.k(legacy))
+		}
+		b.tx.HSet = append(b.tx.HSet, []any{hash, o, string(raw)})
 	}
 	members := make([]string, 0, len(ch.Timers))
 	for m := range ch.Timers {

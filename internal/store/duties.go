@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -244,14 +243,15 @@ func (s *Store) AlertByID(ctx context.Context, school, id string) (*visit.Alert,
 // decided on what it read, and anything else means the record is not what it saw.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped),
 // -1 when it was left alone. It reads the visit in either storage format (codec.go):
-// the tag "~" and s, a and oc, or the old state, alert_id and outcome.
+// the tag ("~" or "^") and s, a and oc, or the old state, alert_id and outcome.
 var purgeVisitScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
+local t = string.sub(raw, 1, 1)
+if t == '~' or t == '^' then raw = string.sub(raw, 2) end
 local v = cjson.decode(raw)
 local state, alert, outcome = v.s or v.state, v.a or v.alert_id, v.oc or v.outcome
 if type(alert) ~= 'string' then alert = '' end
@@ -286,14 +286,15 @@ func (s *Store) PurgeVisit(ctx context.Context, school, id, alertID, month strin
 // ARGV[1]: the alert ID.
 // Returns 1 when deleted, 0 when it was already gone (its zset entry is dropped), -1
 // when it is not resolved (never purged). It reads the state in either storage
-// format (codec.go: the tag "~" and s, or the old state).
+// format (codec.go: the tag, "~" or "^", and s, or the old state).
 var purgeAlertScript = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-if string.sub(raw, 1, 1) == '~' then raw = string.sub(raw, 2) end
+local t = string.sub(raw, 1, 1)
+if t == '~' or t == '^' then raw = string.sub(raw, 2) end
 local a = cjson.decode(raw)
 if (a.s or a.state) ~= 'resolved' then return -1 end
 redis.call('DEL', KEYS[1])
@@ -340,13 +341,22 @@ func (s *Store) PurgeMessage(ctx context.Context, school, id, month string) (boo
 	return n == 1, nil
 }
 
-// casScript replaces a string value only if it is still what the caller read.
+// forgetScript replaces an officer's state only if it is still what the caller read,
+// moving it into the school's hash as a commit does.
 //
-// KEYS[1]: the key. ARGV[1]: the value read; ARGV[2]: the new value.
-// Returns 1 when replaced, 0 when the value had changed.
-var casScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
+// KEYS[1]: the school's officer-state hash; KEYS[2]: the officer's legacy key.
+// ARGV[1]: the officer; ARGV[2], ARGV[3]: the field and the legacy key as read, each
+// "-" when absent or "=" and the value; ARGV[4]: the new value.
+// Returns 1 when replaced, 0 when either had changed.
+var forgetScript = redis.NewScript(`
+local function same(cur, seen)
+  if seen == '-' then return not cur end
+  return cur == string.sub(seen, 2)
+end
+if not same(redis.call('HGET', KEYS[1], ARGV[1]), ARGV[2]) then return 0 end
+if not same(redis.call('GET', KEYS[2]), ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('DEL', KEYS[2])
 return 1
 `)
 
@@ -354,18 +364,17 @@ return 1
 // is visitID (being purged): neither may outlive the visit. A commit that read the
 // old state conflicts and decides again, as with any concurrent change.
 func (s *Store) ForgetLastVisit(ctx context.Context, school, officer, visitID string) error {
-	key := s.k.officerState(school, officer)
-	for range 3 {
-		raw, err := s.rdb.Get(ctx, key).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil
+	seen := func(r *string) string {
+		if r == nil {
+			return "-"
 		}
+		return "=" + *r
+	}
+	for range 3 {
+		sn := s.Begin(school)
+		st, err := sn.OfficerState(ctx, officer)
 		if err != nil {
 			return fmt.Errorf("load officer state %s: %w", officer, err)
-		}
-		st, err := decodeOfficerState([]byte(raw))
-		if err != nil {
-			return fmt.Errorf("officer %s: %w", officer, err)
 		}
 		if st.LastVisit != visitID {
 			return nil
@@ -375,7 +384,9 @@ func (s *Store) ForgetLastVisit(ctx context.Context, school, officer, visitID st
 		if err != nil {
 			return err
 		}
-		n, err := casScript.Run(ctx, s.rdb, []string{key}, raw, string(b)).Int()
+		legacy := s.k.officerState(school, officer)
+		n, err := forgetScript.Run(ctx, s.rdb, []string{s.k.officerStates(school), legacy},
+			officer, seen(sn.states[officer]), seen(sn.seen[legacy]), string(b)).Int()
 		if err != nil {
 			return fmt.Errorf("save officer state %s: %w", officer, err)
 		}

@@ -8,21 +8,26 @@ type keys struct{ prefix string }
 func (k keys) school(s string) string { return k.prefix + "{" + s + "}:" }
 
 // Per school.
-func (k keys) visit(s, id string) string       { return k.school(s) + "visit:" + id }
-func (k keys) alert(s, id string) string       { return k.school(s) + "alert:" + id }
-func (k keys) officerState(s, o string) string { return k.school(s) + "ostate:" + o }
-func (k keys) openVisits(s string) string      { return k.school(s) + "visits:open" }
-func (k keys) closedVisits(s string) string    { return k.school(s) + "visits:closed" } // zset by closed ms
-func (k keys) openAlerts(s string) string      { return k.school(s) + "alerts:open" }
-func (k keys) alerts(s string) string          { return k.school(s) + "alerts" } // zset by raised ms
-func (k keys) code(s, code string) string      { return k.school(s) + "code:" + code }
-func (k keys) timers(s string) string          { return k.school(s) + "timers" }
+func (k keys) visit(s, id string) string     { return k.school(s) + "visit:" + id }
+func (k keys) alert(s, id string) string     { return k.school(s) + "alert:" + id }
+func (k keys) officerStates(s string) string { return k.school(s) + "ostates" } // hash by officer
+func (k keys) openVisits(s string) string    { return k.school(s) + "visits:open" }
+func (k keys) closedVisits(s string) string  { return k.school(s) + "visits:closed" } // zset by closed ms
+func (k keys) openAlerts(s string) string    { return k.school(s) + "alerts:open" }
+func (k keys) alerts(s string) string        { return k.school(s) + "alerts" } // zset by raised ms
+func (k keys) code(s, code string) string    { return k.school(s) + "code:" + code }
+func (k keys) timers(s string) string        { return k.school(s) + "timers" }
 func (k keys) outbox(s string, prio int) string {
 	return k.school(s) + "outbox:" + string(rune('0'+prio))
 }
 func (k keys) message(s, id string) string  { return k.school(s) + "msg:" + id }
 func (k keys) inbound(s, sid string) string { return k.school(s) + "sms:" + sid }
 func (k keys) audit(s string) string        { return k.school(s) + "audit" }
+
+// Left by earlier versions, read and drained (README "Redis keys"): an officer's
+// state as a key of its own, now a field of officerStates; and the set of open
+// visits, now listed from the officer states.
+func (k keys) officerState(s, o string) string { return k.school(s) + "ostate:" + o }
 
 // Global: the directory and indexes looked up before the school is known.
 func (k keys) schools() string                  { return k.prefix + "dir:schools" }

@@ -17,18 +17,60 @@ import (
 func (s *Store) OpenVisits(ctx context.Context, schools []string) ([]*visit.Visit, error) {
 	var out []*visit.Visit
 	for _, sc := range schools {
-		ids, err := s.rdb.SMembers(ctx, s.k.openVisits(sc)).Result()
+		ids, err := s.openVisitIDs(ctx, sc)
 		if err != nil {
-			return nil, fmt.Errorf("list open visits of %s: %w", sc, err)
+			return nil, err
 		}
 		vs, err := s.loadVisits(ctx, sc, ids)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, vs...)
+		for _, v := range vs {
+			if v.Open() {
+				out = append(out, v)
+			}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].DueAt.Before(out[j].DueAt) })
 	return out, nil
+}
+
+// openVisitIDs lists the IDs of a school's open visits: those its officer states
+// name as open (a companion's names the visit too), and those left in the set of
+// open visits earlier versions kept (whose officers' states may still be keys of
+// their own, unread here). Every open visit is in one or the other: a visit opened
+// by this version has its officer's state in the hash, and one opened by an earlier
+// version is in the set until it closes. Each ID is listed once.
+func (s *Store) openVisitIDs(ctx context.Context, school string) ([]string, error) {
+	var states *redis.StringSliceCmd
+	var legacy *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		states = p.HVals(ctx, s.k.officerStates(school))
+		legacy = p.SMembers(ctx, s.k.openVisits(school))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list open visits of %s: %w", school, err)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	add := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, raw := range states.Val() {
+		st, err := decodeOfficerState([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("list open visits of %s: %w", school, err)
+		}
+		add(st.OpenVisit)
+	}
+	for _, id := range legacy.Val() {
+		add(id)
+	}
+	return ids, nil
 }
 
 // RecentVisits lists visits closed most recently (up to limit per school).
@@ -49,15 +91,16 @@ func (s *Store) RecentVisits(ctx context.Context, schools []string, limit int64)
 	return out, nil
 }
 
-// CountOpenVisits counts open visits across the schools given.
+// CountOpenVisits counts open visits across the schools given. It reads every
+// officer state of each school (openVisitIDs): fine for the metrics' scrapes.
 func (s *Store) CountOpenVisits(ctx context.Context, schools []string) (int64, error) {
 	var n int64
 	for _, sc := range schools {
-		c, err := s.rdb.SCard(ctx, s.k.openVisits(sc)).Result()
+		ids, err := s.openVisitIDs(ctx, sc)
 		if err != nil {
 			return 0, err
 		}
-		n += c
+		n += int64(len(ids))
 	}
 	return n, nil
 }
@@ -87,12 +130,13 @@ func (s *Store) ListAlerts(ctx context.Context, schools []string, open bool, lim
 	return out, nil
 }
 
-// FindVisit finds which of the schools holds visit id.
+// FindVisit finds which of the schools holds visit id: ErrNotFound when none does,
+// ErrAmbiguous when more than one does (never a guess between them).
 func (s *Store) FindVisit(ctx context.Context, schools []string, id string) (string, error) {
 	return s.find(ctx, schools, func(sc string) string { return s.k.visit(sc, id) })
 }
 
-// FindAlert finds which of the schools holds alert id.
+// FindAlert finds which of the schools holds alert id, as FindVisit.
 func (s *Store) FindAlert(ctx context.Context, schools []string, id string) (string, error) {
 	return s.find(ctx, schools, func(sc string) string { return s.k.alert(sc, id) })
 }
@@ -111,12 +155,19 @@ func (s *Store) find(ctx context.Context, schools []string, key func(string) str
 	if err != nil {
 		return "", err
 	}
+	found := ""
 	for i, c := range cmds {
 		if c.Val() > 0 {
-			return schools[i], nil
+			if found != "" {
+				return "", ErrAmbiguous
+			}
+			found = schools[i]
 		}
 	}
-	return "", ErrNotFound
+	if found == "" {
+		return "", ErrNotFound
+	}
+	return found, nil
 }
 
 // loadVisits reads the visits of one school named by ids, in that order, skipping any

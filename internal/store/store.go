@@ -30,6 +30,9 @@ var (
 	ErrFenced = errors.New("store: claim lost to another replica")
 	// ErrNotFound means the entity does not exist.
 	ErrNotFound = errors.New("store: not found")
+	// ErrAmbiguous means a visit or alert ID looked up across schools names a record
+	// in more than one (IDs are unique within a school only: ids.go).
+	ErrAmbiguous = errors.New("store: the id names records in more than one school")
 )
 
 // Options says which Redis to use.
@@ -406,12 +409,9 @@ func hvals[T any](ctx context.Context, rdb redis.UniversalClient, key string, id
 // them through the snapshot afterwards costs no round trip and gives the same value.
 // A key named wrongly costs nothing but its part of the read.
 func (sn *Snapshot) ReadAhead(ctx context.Context, officer string, visits, alerts []string) error {
-	keys := sn.aheadKeys(officer, visits, alerts)
-	vals, err := sn.s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	if err := sn.readStates(ctx, []string{officer}, sn.aheadKeys(visits, alerts), nil); err != nil {
 		return fmt.Errorf("read officer %s: %w", officer, err)
 	}
-	sn.keep(keys, vals)
 	return nil
 }
 
@@ -424,19 +424,13 @@ func (sn *Snapshot) ReadOfficer(ctx context.Context, officer string, visits, ale
 		return cloneOfficer(v.(*visit.Officer)), sn.ReadAhead(ctx, officer, visits, alerts)
 	}
 	r := sn.s.dir.begin()
-	keys := sn.aheadKeys(officer, visits, alerts)
 	var dir *redis.StringCmd
-	var state *redis.SliceCmd
-	// Each command's own error is read below (an officer not found is redis.Nil).
-	_, _ = sn.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := sn.readStates(ctx, []string{officer}, sn.aheadKeys(visits, alerts), func(p redis.Pipeliner) {
 		dir = p.HGet(ctx, sn.s.k.officers(), officer)
-		state = p.MGet(ctx, keys...)
-		return nil
 	})
-	if err := state.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("read officer %s: %w", officer, err)
 	}
-	sn.keep(keys, state.Val())
 	b, err := dir.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load officer %s: %w", officer, ErrNotFound)
@@ -452,9 +446,9 @@ func (sn *Snapshot) ReadOfficer(ctx context.Context, officer string, visits, ale
 	return &o, nil
 }
 
-func (sn *Snapshot) aheadKeys(officer string, visits, alerts []string) []string {
-	keys := make([]string, 0, 1+len(visits)+len(alerts))
-	keys = append(keys, sn.s.k.officerState(sn.school, officer))
+// aheadKeys are the keys of the visits and alerts named.
+func (sn *Snapshot) aheadKeys(visits, alerts []string) []string {
+	keys := make([]string, 0, len(visits)+len(alerts))
 	for _, id := range visits {
 		keys = append(keys, sn.s.k.visit(sn.school, id))
 	}
@@ -462,21 +456,6 @@ func (sn *Snapshot) aheadKeys(officer string, visits, alerts []string) []string 
 		keys = append(keys, sn.s.k.alert(sn.school, id))
 	}
 	return keys
-}
-
-// keep records values read ahead; the snapshot keeps the first value it saw of
-// each key.
-func (sn *Snapshot) keep(keys []string, vals []any) {
-	for i, k := range keys {
-		if _, read := sn.seen[k]; read {
-			continue
-		}
-		if v, ok := vals[i].(string); ok {
-			sn.seen[k] = &v
-		} else {
-			sn.seen[k] = nil
-		}
-	}
 }
 
 // rawOf is a value the snapshot has seen, as its get returns it.
