@@ -66,11 +66,7 @@ func (s *Store) QueueMessage(ctx context.Context, m visit.Message, now time.Time
 	b := &txBuilder{index: map[string]int{}}
 	b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(m.School, m.ID)), b.k(s.k.outbox(m.School, m.Priority)), m.ID, string(raw), now.UnixMilli()})
 	b.tx.PubM = []string{s.k.wakeOutbox(), m.School}
-	arg, err := json.Marshal(b.tx)
-	if err != nil {
-		return err
-	}
-	if err := commitScript.Run(ctx, s.rdb, b.keys, arg).Err(); err != nil {
+	if err := commitScript.Run(ctx, s.rdb, b.keys, b.tx.argv()...).Err(); err != nil {
 		return fmt.Errorf("queue message %s: %w", m.ID, err)
 	}
 	return nil

@@ -18,90 +18,111 @@ import (
 // replica still holds the timer's claim (fencing).
 //
 // KEYS: every key the change touches (all in one school's hash slot).
-// ARGV[1]: JSON transaction; each key is referred to by its index in KEYS:
+// ARGV: a list of operations, each an opcode and its arguments, every check before
+// any write (tx.argv writes them in that order); k is a key's index in KEYS:
 //
-//	e:    [[k, value]] the key must hold value; [[k]] the key must not exist
-//	he:   [[k, field, value]] the hash field must hold value; [[k, field]] it must
-//	      not exist (officer states)
-//	f:    [k, member, score] the timer member must still have this (lease) score
-//	set:  [[k, value, ttl_ms]] SET (ttl 0 = none)
-//	hset: [[k, field, value]] HSET
-//	del:  [k]
-//	sadd, srem: [[k, member]]
-//	zadd: [[k, member, score]], zrem: [[k, member]]
-//	msg:  [[hash_k, outbox_k, id, json, score]] queue a message unless its hash exists
-//	xadd: [[k, json, maxlen]] append to a stream
-//	pub:  [channel, text] announce new timers once committed
-//	wt:   [k] announce them only if the timer set's earliest instant is now
-//	      sooner than before: other timer changes mean nothing to a scheduler
-//	      that already sleeps until an earlier (or the same) instant
-//	pubm: [channel, text] announce queued messages to the dispatchers
+//	wt k          remember the timer set's earliest instant, for pub
+//	f k m score   the timer member m must still have this (lease) score
+//	e k value     the key must hold value;  n k: the key must not exist
+//	he k f value  the hash field must hold value;  hn k f: it must not exist
+//	set k value ttl_ms  SET (ttl 0 = none);  hset k f value;  del k
+//	sadd k m, srem k m, zadd k m score, zrem k m
+//	msg hash_k outbox_k id json score   queue a message unless its hash exists
+//	xadd k value maxlen   append to a stream (field "e")
+//	pub channel text   announce new timers, only if the earliest instant of the
+//	                   timer set named by wt is now sooner than before (other timer
+//	                   changes mean nothing to a scheduler that already sleeps
+//	                   until an earlier or the same instant)
+//	pubm channel text  announce queued messages to the dispatchers
+//
+// A flat list rather than a JSON document: decoding JSON in the script (the values
+// escaped inside it) was about 40 % of the commit's time in Redis.
 //
 // Returns 1 when committed, 2 when committed and a timer announced, 0 on a
 // conflict, -1 when the claim was lost.
 var commitScript = redis.NewScript(`
-local tx = cjson.decode(ARGV[1])
+local a, n, i = ARGV, #ARGV, 1
+local wt, before = nil, nil
+local announced = 1
+local function key(j) return KEYS[tonumber(a[j])] end
 local function earliest(k)
-  local first = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
   return tonumber(first[2])
 end
-local before = nil
-if tx.wt then before = earliest(tx.wt[1]) end
-if tx.f then
-  local s = redis.call('ZSCORE', KEYS[tx.f[1]], tx.f[2])
-  if (not s) or tonumber(s) ~= tonumber(tx.f[3]) then return -1 end
-end
-for _, e in ipairs(tx.e or {}) do
-  local cur = redis.call('GET', KEYS[e[1]])
-  if #e == 1 then
-    if cur then return 0 end
-  elseif cur ~= e[2] then
-    return 0
-  end
-end
-for _, e in ipairs(tx.he or {}) do
-  local cur = redis.call('HGET', KEYS[e[1]], e[2])
-  if #e == 2 then
-    if cur then return 0 end
-  elseif cur ~= e[3] then
-    return 0
-  end
-end
-for _, x in ipairs(tx.set or {}) do
-  if tonumber(x[3]) > 0 then
-    redis.call('SET', KEYS[x[1]], x[2], 'PX', x[3])
+while i <= n do
+  local op = a[i]
+  if op == 'e' then
+    if redis.call('GET', key(i+1)) ~= a[i+2] then return 0 end
+    i = i + 3
+  elseif op == 'n' then
+    if redis.call('GET', key(i+1)) then return 0 end
+    i = i + 2
+  elseif op == 'set' then
+    if tonumber(a[i+3]) > 0 then
+      redis.call('SET', key(i+1), a[i+2], 'PX', a[i+3])
+    else
+      redis.call('SET', key(i+1), a[i+2])
+    end
+    i = i + 4
+  elseif op == 'zadd' then
+    redis.call('ZADD', key(i+1), a[i+3], a[i+2])
+    i = i + 4
+  elseif op == 'xadd' then
+    redis.call('XADD', key(i+1), 'MAXLEN', '~', a[i+3], '*', 'e', a[i+2])
+    i = i + 4
+  elseif op == 'he' then
+    if redis.call('HGET', key(i+1), a[i+2]) ~= a[i+3] then return 0 end
+    i = i + 4
+  elseif op == 'hn' then
+    if redis.call('HGET', key(i+1), a[i+2]) then return 0 end
+    i = i + 3
+  elseif op == 'hset' then
+    redis.call('HSET', key(i+1), a[i+2], a[i+3])
+    i = i + 4
+  elseif op == 'f' then
+    local s = redis.call('ZSCORE', key(i+1), a[i+2])
+    if (not s) or tonumber(s) ~= tonumber(a[i+3]) then return -1 end
+    i = i + 4
+  elseif op == 'wt' then
+    wt = key(i+1)
+    before = earliest(wt)
+    i = i + 2
+  elseif op == 'zrem' then
+    redis.call('ZREM', key(i+1), a[i+2])
+    i = i + 3
+  elseif op == 'sadd' then
+    redis.call('SADD', key(i+1), a[i+2])
+    i = i + 3
+  elseif op == 'srem' then
+    redis.call('SREM', key(i+1), a[i+2])
+    i = i + 3
+  elseif op == 'del' then
+    redis.call('DEL', key(i+1))
+    i = i + 2
+  elseif op == 'msg' then
+    if redis.call('EXISTS', key(i+1)) == 0 then
+      redis.call('HSET', key(i+1), 'json', a[i+4], 'state', 'queued', 'attempts', 0)
+      redis.call('ZADD', key(i+2), a[i+5], a[i+3])
+    end
+    i = i + 6
+  elseif op == 'pub' then
+    local wake = true
+    if wt then
+      local after = earliest(wt)
+      wake = after ~= nil and (before == nil or after < before)
+    end
+    if wake then
+      redis.call('PUBLISH', a[i+1], a[i+2])
+      announced = 2
+    end
+    i = i + 3
+  elseif op == 'pubm' then
+    redis.call('PUBLISH', a[i+1], a[i+2])
+    i = i + 3
   else
-    redis.call('SET', KEYS[x[1]], x[2])
+    return redis.error_reply('commit: unknown operation ' .. tostring(op))
   end
 end
-for _, x in ipairs(tx.hset or {}) do redis.call('HSET', KEYS[x[1]], x[2], x[3]) end
-for _, k in ipairs(tx.del or {}) do redis.call('DEL', KEYS[k]) end
-for _, x in ipairs(tx.sadd or {}) do redis.call('SADD', KEYS[x[1]], x[2]) end
-for _, x in ipairs(tx.srem or {}) do redis.call('SREM', KEYS[x[1]], x[2]) end
-for _, x in ipairs(tx.zadd or {}) do redis.call('ZADD', KEYS[x[1]], x[3], x[2]) end
-for _, x in ipairs(tx.zrem or {}) do redis.call('ZREM', KEYS[x[1]], x[2]) end
-for _, m in ipairs(tx.msg or {}) do
-  if redis.call('EXISTS', KEYS[m[1]]) == 0 then
-    redis.call('HSET', KEYS[m[1]], 'json', m[4], 'state', 'queued', 'attempts', 0)
-    redis.call('ZADD', KEYS[m[2]], m[5], m[3])
-  end
-end
-for _, x in ipairs(tx.xadd or {}) do
-  redis.call('XADD', KEYS[x[1]], 'MAXLEN', '~', x[3], '*', 'e', x[2])
-end
-local announced = 1
-if tx.pub then
-  local wake = true
-  if tx.wt then
-    local after = earliest(tx.wt[1])
-    wake = after ~= nil and (before == nil or after < before)
-  end
-  if wake then
-    redis.call('PUBLISH', tx.pub[1], tx.pub[2])
-    announced = 2
-  end
-end
-if tx.pubm then redis.call('PUBLISH', tx.pubm[1], tx.pubm[2]) end
 return announced
 `)
 
@@ -312,23 +333,76 @@ func (ch Change) Claimed(school string) []Outgoing {
 	return out
 }
 
-// tx is the JSON the commit script reads.
+// tx is what the commit script does, by kind of operation; argv lists it for the
+// script, every check before any write.
 type tx struct {
-	E    [][]any  `json:"e,omitempty"`
-	HE   [][]any  `json:"he,omitempty"`
-	F    []any    `json:"f,omitempty"`
-	Set  [][]any  `json:"set,omitempty"`
-	HSet [][]any  `json:"hset,omitempty"`
-	Del  []int    `json:"del,omitempty"`
-	SAdd [][]any  `json:"sadd,omitempty"`
-	SRem [][]any  `json:"srem,omitempty"`
-	ZAdd [][]any  `json:"zadd,omitempty"`
-	ZRem [][]any  `json:"zrem,omitempty"`
-	Msg  [][]any  `json:"msg,omitempty"`
-	XAdd [][]any  `json:"xadd,omitempty"`
-	Pub  []string `json:"pub,omitempty"`
-	WT   []any    `json:"wt,omitempty"`
-	PubM []string `json:"pubm,omitempty"`
+	E    [][]any
+	HE   [][]any
+	F    []any
+	Set  [][]any
+	HSet [][]any
+	Del  []int
+	SAdd [][]any
+	SRem [][]any
+	ZAdd [][]any
+	ZRem [][]any
+	Msg  [][]any
+	XAdd [][]any
+	Pub  []string
+	WT   []any
+	PubM []string
+}
+
+// argv is the script's ARGV: the operations in the order the script must meet
+// them (the remembered earliest timer, the fence and every check, then the
+// writes, then the announcements).
+func (t *tx) argv() []any {
+	out := make([]any, 0, 64)
+	if t.WT != nil {
+		out = append(out, "wt", t.WT[0])
+	}
+	if t.F != nil {
+		out = append(out, "f")
+		out = append(out, t.F...)
+	}
+	for _, e := range t.E {
+		if len(e) == 1 {
+			out = append(out, "n", e[0])
+		} else {
+			out = append(out, "e", e[0], e[1])
+		}
+	}
+	for _, e := range t.HE {
+		if len(e) == 2 {
+			out = append(out, "hn", e[0], e[1])
+		} else {
+			out = append(out, "he", e[0], e[1], e[2])
+		}
+	}
+	ops := func(op string, xs [][]any) {
+		for _, x := range xs {
+			out = append(out, op)
+			out = append(out, x...)
+		}
+	}
+	ops("set", t.Set)
+	ops("hset", t.HSet)
+	for _, k := range t.Del {
+		out = append(out, "del", k)
+	}
+	ops("sadd", t.SAdd)
+	ops("srem", t.SRem)
+	ops("zadd", t.ZAdd)
+	ops("zrem", t.ZRem)
+	ops("msg", t.Msg)
+	ops("xadd", t.XAdd)
+	if t.Pub != nil {
+		out = append(out, "pub", t.Pub[0], t.Pub[1])
+	}
+	if t.PubM != nil {
+		out = append(out, "pubm", t.PubM[0], t.PubM[1])
+	}
+	return out
 }
 
 type txBuilder struct {
@@ -495,14 +569,10 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	if len(ch.Result.Messages) > 0 && ch.ClaimFor <= 0 {
 		b.tx.PubM = []string{k.wakeOutbox(), s}
 	}
-	arg, err := json.Marshal(b.tx)
-	if err != nil {
-		return err
-	}
 	if len(b.keys) == 0 {
 		return nil
 	}
-	n, err := commitScript.Run(ctx, sn.s.rdb, b.keys, arg).Int()
+	n, err := commitScript.Run(ctx, sn.s.rdb, b.keys, b.tx.argv()...).Int()
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}

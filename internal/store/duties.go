@@ -65,11 +65,7 @@ func (s *Store) QueueMessages(ctx context.Context, school string, msgs []visit.M
 		b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(school, m.ID)), b.k(s.k.outbox(school, m.Priority)), m.ID, string(raw), now.UnixMilli()})
 	}
 	b.tx.PubM = []string{s.k.wakeOutbox(), school}
-	arg, err := json.Marshal(b.tx)
-	if err != nil {
-		return err
-	}
-	if err := commitScript.Run(ctx, s.rdb, b.keys, arg).Err(); err != nil {
+	if err := commitScript.Run(ctx, s.rdb, b.keys, b.tx.argv()...).Err(); err != nil {
 		return fmt.Errorf("queue messages of %s: %w", school, err)
 	}
 	return nil
