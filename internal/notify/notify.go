@@ -267,9 +267,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return qs
 		}
 	)
-	defer inflight.Wait()
-	// A dispatcher that has stopped takes nothing: commits wake the others.
-	defer d.room.Store(false)
+	defer func() {
+		// Messages handed over by commits while it stopped (a failed send's
+		// re-routing, say) go back with the rest once the sends under way are
+		// done: nothing is left waiting out its claim.
+		inflight.Wait()
+		d.release(d.takeMine())
+	}()
 	capacity := max(1, min(d.o.Batch, 4*d.o.Workers))
 	low := capacity / 2 // claim again when holding no more than this
 	for ctx.Err() == nil {
@@ -348,7 +352,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	d.release(held)
+	// A dispatcher that has stopped takes nothing: commits wake the others.
+	d.room.Store(false)
+	d.release(mergeByPriority(held, d.takeMine()))
 	return nil
 }
 

@@ -278,7 +278,8 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if errors.Is(err, store.ErrNotFound) {
 		// Twilio may report before the dispatcher has recorded the send (or the
 		// message was a TwiML reply, which Vigil does not track): keep it a while;
-		// ReplayReceipt picks it up when the send is recorded.
+		// the dispatcher's record of the send takes it (store.RecordSent) and
+		// hands it back here.
 		if err := s.st.KeepPendingReceipt(ctx, r.SID, r.Status, r.ErrorCode); err != nil {
 			return err
 		}

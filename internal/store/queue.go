@@ -243,25 +243,28 @@ func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time
 			}
 		}
 	})
-	if index != nil && index.Err() != nil {
-		return nil, fmt.Errorf("index sid %s: %w", sid, index.Err())
+	// A receipt taken is handed back whatever else failed: it is gone from Redis.
+	indexed := index != nil && index.Err() == nil
+	var takeErr error
+	switch {
+	case sid == "":
+	case take != nil && take.Err() == nil:
+		early = parseReceipt(take.Val())
+	case take != nil && errors.Is(take.Err(), redis.Nil):
+		// None now (or the one a first try took, in early already).
+	case early == nil && indexed:
+		// A Cluster, a receipt kept by an older build (a hash), or a take
+		// that failed: take it now that the SID is indexed.
+		early, takeErr = s.TakePendingReceipt(ctx, sid)
 	}
-	if sid != "" {
-		switch {
-		case take == nil || (take.Err() != nil && !errors.Is(take.Err(), redis.Nil)):
-			// A Cluster, or a receipt kept by an older build (a hash): take it
-			// now that the SID is indexed.
-			early, err = s.TakePendingReceipt(ctx, sid)
-		case take.Err() == nil:
-			early = parseReceipt(take.Val())
-		}
-		// (take.Err() is redis.Nil: none now, or one the first try took.)
+	if index != nil && index.Err() != nil {
+		return early, fmt.Errorf("index sid %s: %w", sid, index.Err())
 	}
 	if rec.Err() != nil {
 		return early, fmt.Errorf("record message %s: %w", o.Member, rec.Err())
 	}
-	if err != nil {
-		return early, fmt.Errorf("take early receipt of %s: %w", sid, err)
+	if takeErr != nil {
+		return early, fmt.Errorf("take early receipt of %s: %w", sid, takeErr)
 	}
 	if n, _ := rec.Int(); n < 0 {
 		return early, ErrFenced

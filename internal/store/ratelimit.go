@@ -16,7 +16,7 @@ import (
 type SendLimiter struct {
 	s     *Store
 	l     *redis_rate.Limiter
-	key   string // as redis_rate names it (its "rate:" prefix included)
+	key   string // as given to redis_rate, which puts "rate:" before it
 	limit redis_rate.Limit
 }
 
