@@ -10,9 +10,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
 const usage = `usage: vigil-load <command> [flags]
@@ -56,12 +58,13 @@ func main() {
 	}
 }
 
-// command is a command's flag set with the flags every command has: -runs and
-// -cpuprofile.
+// command is a command's flag set with the flags every command has: -runs,
+// -cpuprofile and -trace.
 type command struct {
 	*flag.FlagSet
 	runs       *int
 	cpuprofile *string
+	trace      *string
 }
 
 func newCommand(name string) *command {
@@ -70,6 +73,8 @@ func newCommand(name string) *command {
 		FlagSet:    fs,
 		runs:       fs.Int("runs", 3, "repeat the whole measurement (fresh Redis each time)"),
 		cpuprofile: fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemons included) to this file"),
+		trace: fs.String("trace", "", "write an execution trace of the whole run to this file "+
+			"(go tool trace -pprof=sched FILE: where goroutines waited to run)"),
 	}
 }
 
@@ -83,24 +88,32 @@ func (c *command) aof() *string {
 	return c.String("aof", "", `Redis appendfsync ("everysec", "always"); empty = no persistence`)
 }
 
-// parse parses args and starts the CPU profile (when asked for); the returned
-// function stops it.
+// parse parses args and starts the CPU profile and the execution trace (when
+// asked for); the returned function stops them.
 func (c *command) parse(args []string) func() {
 	c.Parse(args)
-	if *c.cpuprofile == "" {
+	stopProfile := start("cpuprofile", *c.cpuprofile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	stopTrace := start("trace", *c.trace, trace.Start, trace.Stop)
+	return func() { stopProfile(); stopTrace() }
+}
+
+// start writes a profile or trace to path (nothing when path is empty) and
+// returns what ends it.
+func start(what, path string, begin func(io.Writer) error, end func()) func() {
+	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(*c.cpuprofile)
+	f, err := os.Create(path)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+		fmt.Fprintln(os.Stderr, what+":", err)
 		return func() {}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+	if err := begin(f); err != nil {
+		fmt.Fprintln(os.Stderr, what+":", err)
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() { end(); f.Close() }
 }
 
 // repeat calls once -runs times, each under a "--- run N" line, then prints every
