@@ -345,6 +345,47 @@ func TestShutdownHandsBackClaimedMessages(t *testing.T) {
 	}
 }
 
+// Messages a commit hands over (Queued, already claimed for this dispatcher)
+// while it is stopping are handed back with the rest, ready at once, instead of
+// waiting out their claim: a failed send's re-routing committed during a
+// shutdown is not held up by it.
+func TestShutdownHandsBackWhatCommitsHandOver(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	queue(t, st, t0, visit.Message{ID: "a1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE 1", Priority: visit.PriorityAlert})
+	now := t0.Add(time.Minute) // the clock stands still: no claim runs out
+	first := &blockingSender{sender: newSender(), started: make(chan string, 1), release: make(chan struct{})}
+	stop, cancel := context.WithCancel(context.Background())
+	d := notify.New(notify.Options{Store: st, Sender: first, Log: quiet(), Now: func() time.Time { return now }, Workers: 1, Lease: 4 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- d.Run(stop) }()
+	select {
+	case <-first.started: // a send under way: stopping waits for it
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing was sent")
+	}
+	cancel()
+	m := visit.Message{ID: "call1", School: "s1", Channel: visit.ChannelCall, Kind: visit.KindAlert, To: "+447700900202", Body: "OVERDUE 1", Priority: visit.PriorityAlert}
+	ch := store.Change{Result: visit.Result{Messages: []visit.Message{m}}, Now: now, ClaimFor: 4 * time.Second}
+	if err := st.Begin("s1").Commit(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	d.Queued(ch.Claimed("s1"))
+	close(first.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.ClaimQuotas(ctx, []store.Quota{{School: "s1", Priority: visit.PriorityAlert, Max: 10}}, now, 4*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Msg.ID != "call1" || got[0].Attempts != 0 {
+		t.Fatalf("claimable after the stop: %+v, want the message handed over, never begun", got)
+	}
+}
+
 // Allocate fills a claim by priority across every school, then shares each
 // priority evenly between the schools that have it.
 func TestAllocate(t *testing.T) {
