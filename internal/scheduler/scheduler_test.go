@@ -295,3 +295,105 @@ func TestTicksWhileIdle(t *testing.T) {
 		t.Errorf("last tick %s then %s: not ticking while idle", first, s.LastTick())
 	}
 }
+
+// The schools are shared out among the live replicas: each school's timers are
+// claimed by its owner as they fall due, and the others leave them alone (here
+// for an hour, so only the owner can have handled them).
+func TestSchoolsSharedOutAmongReplicas(t *testing.T) {
+	t.Parallel()
+	schools := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
+	w := newWorld(t, schools...)
+	replicas := []string{"replica-a", "replica-b"}
+	owns := map[string]int{}
+	for _, sc := range schools {
+		owns[scheduler.Owner(replicas, sc)]++
+	}
+	if owns["replica-a"] == 0 || owns["replica-b"] == 0 {
+		t.Fatalf("owners %v: the test needs each replica to own a school", owns)
+	}
+	// Both are alive before either starts, so each sees the other at once.
+	for _, r := range replicas {
+		if _, err := w.st.Replicas(t.Context(), r, time.Now(), 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Truncate(time.Millisecond).Add(300 * time.Millisecond)
+	n := 0
+	for i, sc := range schools {
+		timers := map[string]time.Time{}
+		for j := range 20 {
+			timers[fmt.Sprintf("v:%s-%d", sc, j)] = base.Add(time.Duration((i+j)%5) * 10 * time.Millisecond)
+			n++
+		}
+		w.add(sc, timers)
+	}
+	var mu sync.Mutex
+	by := map[string]string{} // member -> replica that handled it
+	for _, r := range replicas {
+		inner := w.handle(nil)
+		w.run(scheduler.Options{Replica: r, Defer: time.Hour, Lease: 2 * time.Second,
+			Handle: func(ctx context.Context, d store.Due) (time.Duration, bool, error) {
+				mu.Lock()
+				by[d.Member] = r
+				mu.Unlock()
+				return inner(ctx, d)
+			}})
+	}
+	w.waitFired(n, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, sc := range schools {
+		want := scheduler.Owner(replicas, sc)
+		for j := range 20 {
+			m := fmt.Sprintf("v:%s-%d", sc, j)
+			if by[m] != want {
+				t.Errorf("%s (school %s) handled by %q, want its owner %q", m, sc, by[m], want)
+			}
+			if at := w.fired[m]; len(at) != 1 || at[0].Before(base.Add(time.Duration((i+j)%5)*10*time.Millisecond)) {
+				t.Errorf("%s handled at %v, want once, never early", m, at)
+			}
+		}
+	}
+}
+
+// A school whose owner is registered but silent (dead, or not yet gone from the
+// list) has its timers claimed by the others Defer after they fall due: later
+// than its owner would, never missed.
+func TestSilentOwnersTimersAreTakenOver(t *testing.T) {
+	t.Parallel()
+	schools := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
+	w := newWorld(t, schools...)
+	replicas := []string{"ghost", "live"}
+	for _, r := range replicas {
+		if _, err := w.st.Replicas(t.Context(), r, time.Now(), 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const deferBy = 150 * time.Millisecond
+	due := time.Now().Truncate(time.Millisecond).Add(300 * time.Millisecond)
+	for _, sc := range schools {
+		w.add(sc, map[string]time.Time{"v:" + sc: due})
+	}
+	w.run(scheduler.Options{Replica: "live", Defer: deferBy, Handle: w.handle(nil), Lease: 2 * time.Second})
+	w.waitFired(len(schools), 10*time.Second)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ghosts := 0
+	for _, sc := range schools {
+		at := w.fired["v:"+sc]
+		if len(at) != 1 {
+			t.Fatalf("%s handled %d times", sc, len(at))
+		}
+		earliest := due
+		if scheduler.Owner(replicas, sc) == "ghost" {
+			ghosts++
+			earliest = due.Add(deferBy)
+		}
+		if at[0].Before(earliest) {
+			t.Errorf("school %s: handled %v after due, want no sooner than %v", sc, at[0].Sub(due), earliest.Sub(due))
+		}
+	}
+	if ghosts == 0 {
+		t.Fatal("the test needs the silent replica to own a school")
+	}
+}
