@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"time"
 
@@ -44,15 +42,6 @@ const (
 	messageLease  = 4 * time.Second
 	twilioTimeout = 3 * time.Second
 )
-
-// replicaID names this process among the replicas sharing one Redis: host, process
-// and a random part (a restarted replica is a new one).
-func replicaID() string {
-	host, _ := os.Hostname()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), r)
-}
 
 // twilioTransport keeps connections to Twilio open for every dispatcher worker.
 // Go's default keeps two idle connections per host, so with more sends under way
@@ -229,9 +218,6 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	})
 	sched = scheduler.New(scheduler.Options{
 		Store: st, Handle: a.service.HandleTimer, Now: o.Now, Log: o.Log, Poll: poll, Lease: TimerLease,
-		// The schools are shared out among the live replicas: each claims its
-		// own schools' timers as they fall due, the others' 200 ms later.
-		Replica: replicaID(),
 		Metrics: scheduler.NewMetrics(a.registry),
 	})
 	a.scheduler = sched

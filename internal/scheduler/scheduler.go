@@ -13,19 +13,10 @@
 // out, so claiming ahead never lets another replica take a timer this one is about
 // to handle; a replica that dies stops renewing, and its timers return to the others
 // when the lease ends. On shutdown the timers not yet started are handed back.
-//
-// Replicas share the schools out (Options.Replica): each school has an owner among
-// the live replicas (rendezvous hashing over the replicas registered in Redis in
-// the last few seconds), which claims its timers as they fall due; the others
-// claim them only Defer later. Without it every replica woke for every timer and
-// all but one found it taken: a wasted round trip and script each. The others
-// still claim, so a dead or backed-up owner delays a timer by Defer at most, and a
-// replica that cannot read who is alive owns every school.
 package scheduler
 
 import (
 	"context"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sync"
@@ -49,10 +40,6 @@ type Store interface {
 	RenewTimers(ctx context.Context, held []store.Due, now time.Time, lease time.Duration) ([]store.Due, error)
 	// ReleaseTimers hands held timers back to be claimed again at once.
 	ReleaseTimers(ctx context.Context, held []store.Due) error
-	// Replicas registers a replica as alive and lists those alive within ttl.
-	Replicas(ctx context.Context, id string, now time.Time, ttl time.Duration) ([]string, error)
-	// LeaveReplicas unregisters a replica.
-	LeaveReplicas(ctx context.Context, id string) error
 }
 
 // Handler does the work of one claimed timer. It reports whether the timer stood for
@@ -77,48 +64,6 @@ type Options struct {
 	Workers int
 	// MaxPending bounds the timers claimed and not yet started (default 16384).
 	MaxPending int
-	// Replica names this replica among those sharing the schools out; empty, it
-	// claims every school's timers as they fall due.
-	Replica string
-	// Defer is how long after a timer falls due a replica that does not own its
-	// school waits before claiming it (default 200 ms).
-	Defer time.Duration
-}
-
-// Membership: replicas register every membersEvery and count as alive for
-// membersTTL after; a replica whose own view is older than that owns everything.
-const (
-	membersEvery = time.Second
-	membersTTL   = 3 * time.Second
-)
-
-// Owner is the replica, of those alive, that owns school: the highest hash of
-// replica and school (rendezvous hashing: when a replica comes or goes, only its
-// schools move).
-func Owner(replicas []string, school string) string {
-	var owner string
-	var best uint64
-	for _, r := range replicas {
-		h := fnv.New64a()
-		h.Write([]byte(r))
-		h.Write([]byte{0})
-		h.Write([]byte(school))
-		if v := mix(h.Sum64()); owner == "" || v > best || (v == best && r < owner) {
-			owner, best = r, v
-		}
-	}
-	return owner
-}
-
-// mix is MurmurHash3's finalizer: FNV alone orders two replicas' hashes of the
-// same school the same way for most schools (their names differ in one byte).
-func mix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }
 
 // Scheduler is the timer loop.
@@ -177,9 +122,6 @@ func New(o Options) *Scheduler {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 16384
 	}
-	if o.Defer <= 0 {
-		o.Defer = 200 * time.Millisecond
-	}
 	o.Log = o.Log.With("component", "scheduler")
 	return &Scheduler{o: o, wake: make(chan struct{}, 1)}
 }
@@ -230,13 +172,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	l := &loop{s: s, next: map[string]time.Time{}, dirty: true}
 	l.run(ctx, work)
 	close(work)
-	if s.o.Replica != "" {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		if err := s.o.Store.LeaveReplicas(lctx, s.o.Replica); err != nil {
-			s.o.Log.Warn("leaving the replicas failed; its schools move when its registration runs out", "err", err)
-		}
-		cancel()
-	}
 	if len(l.pending) > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		if err := s.o.Store.ReleaseTimers(rctx, l.pending); err != nil {
@@ -287,12 +222,6 @@ type loop struct {
 	lastLook, retryAt time.Time
 	// handed: a worker took a timer since the last tick.
 	handed bool
-	// members are the replicas alive as last read (at membersAt, wall clock;
-	// membersTried is the last attempt), and owned says, by school, whether
-	// this replica owns it among them (filled as asked).
-	members                 []string
-	membersAt, membersTried time.Time
-	owned                   map[string]bool
 }
 
 func (l *loop) run(ctx context.Context, work chan<- store.Due) {
@@ -300,9 +229,6 @@ func (l *loop) run(ctx context.Context, work chan<- store.Due) {
 	defer t.Stop()
 	for ctx.Err() == nil {
 		real := time.Now()
-		if l.s.o.Replica != "" && real.Sub(l.membersTried) >= membersEvery {
-			l.register(ctx, real)
-		}
 		if real.After(l.retryAt) && (real.Sub(l.lastLook) >= l.s.o.Poll || (l.dirty && real.Sub(l.lastLook) >= lookGap)) {
 			l.look(ctx)
 		}
@@ -363,38 +289,6 @@ func (l *loop) look(ctx context.Context) {
 	}
 }
 
-// register says this replica is alive and reads which others are.
-func (l *loop) register(ctx context.Context, real time.Time) {
-	l.membersTried = real
-	members, err := l.s.o.Store.Replicas(ctx, l.s.o.Replica, real, membersTTL)
-	if err != nil {
-		if ctx.Err() == nil {
-			l.s.o.Log.Warn("reading the live replicas failed; claiming every school's timers", "err", err)
-		}
-		return
-	}
-	l.members, l.membersAt, l.owned = members, real, map[string]bool{}
-}
-
-// deferFor is how long after a timer of school falls due this replica claims
-// it: at once for a school it owns, Defer later for another's (its owner claims it
-// first; this replica takes it if the owner is dead or behind). A replica without
-// a recent view of who is alive, or not in it, owns every school.
-func (l *loop) deferFor(school string) time.Duration {
-	if l.s.o.Replica == "" || time.Since(l.membersAt) > membersTTL || !slices.Contains(l.members, l.s.o.Replica) {
-		return 0
-	}
-	own, ok := l.owned[school]
-	if !ok {
-		own = Owner(l.members, school) == l.s.o.Replica
-		l.owned[school] = own
-	}
-	if own {
-		return 0
-	}
-	return l.s.o.Defer
-}
-
 // claim claims the due timers of every due school, in one round trip, as far as
 // MaxPending allows.
 func (l *loop) claim(ctx context.Context, now time.Time) {
@@ -404,7 +298,7 @@ func (l *loop) claim(ctx context.Context, now time.Time) {
 	}
 	var due []string
 	for _, sc := range l.schools {
-		if at, ok := l.next[sc]; ok && !at.Add(l.deferFor(sc)).After(now) {
+		if at, ok := l.next[sc]; ok && !at.After(now) {
 			due = append(due, sc)
 		}
 	}
@@ -478,12 +372,9 @@ func (l *loop) wait(now, real time.Time) time.Duration {
 		w = min(w, lookGap-real.Sub(l.lastLook))
 	}
 	if len(l.pending) < l.s.o.MaxPending {
-		for sc, at := range l.next {
-			w = min(w, at.Add(l.deferFor(sc)).Sub(now))
+		for _, at := range l.next {
+			w = min(w, at.Sub(now))
 		}
-	}
-	if l.s.o.Replica != "" {
-		w = min(w, membersEvery-real.Sub(l.membersTried))
 	}
 	if len(l.pending) > 0 {
 		w = min(w, l.renewAt().Sub(now))

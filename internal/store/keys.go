@@ -39,7 +39,6 @@ func (k keys) pendingReceipt(sid string) string { return k.prefix + "receipt:" +
 func (k keys) wake() string                     { return k.prefix + "wake" }        // pub/sub: timers
 func (k keys) wakeOutbox() string               { return k.prefix + "wake:outbox" } // pub/sub: messages
 func (k keys) heartbeat() string                { return k.prefix + "heartbeat" }
-func (k keys) replicas() string                 { return k.prefix + "replicas" } // zset: replica -> last seen ms
 
 // Timer members of a school's timer set.
 func visitTimer(id string) string { return "v:" + id }
