@@ -32,7 +32,7 @@ func runLateness(args []string) error {
 		"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
 		"sched p50 ms", "sched p99 ms", "sched max ms", "send p50 ms", "send p99 ms", "send max ms",
 		"CPU µs/alert (process)", "CPU µs/alert (redis)", "daemon errors",
-		"base ping p50 ms", "base zadd+zrange p50 ms", "base go timer p50 ms", "p99 / ping p50")
+		"base ping p50 ms", "base idle ping p50 ms", "base zadd+zrange p50 ms", "base go timer p50 ms", "p99 / ping p50")
 }
 
 func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers int, aof string, verbose bool) (map[string]float64, error) {
@@ -159,7 +159,7 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 		"CPU µs/alert (redis)":   float64(cpu.redis.Microseconds()) / float64(due),
 		"sched p50 ms":           msf(split[0].p50), "sched p99 ms": msf(split[0].p99), "sched max ms": msf(split[0].maxim),
 		"send p50 ms": msf(split[1].p50), "send p99 ms": msf(split[1].p99), "send max ms": msf(split[1].maxim),
-		"base ping p50 ms": msf(base.ping.p50), "base zadd+zrange p50 ms": msf(base.zaddRange.p50), "base go timer p50 ms": msf(base.goTimer.p50),
+		"base ping p50 ms": msf(base.ping.p50), "base idle ping p50 ms": msf(base.coldPing.p50), "base zadd+zrange p50 ms": msf(base.zaddRange.p50), "base go timer p50 ms": msf(base.goTimer.p50),
 		"p99 / ping p50": float64(d.p99) / float64(max(base.ping.p50, 1)),
 	}, nil
 }
