@@ -141,3 +141,35 @@ func TestRecordSentTakesAnEarlyReceipt(t *testing.T) {
 		t.Errorf("old-form receipt left behind")
 	}
 }
+
+// A receipt the record took is handed back even when the rest of the record
+// failed: it is gone from Redis, and dropping it would leave an undelivered
+// alert SMS never re-routed. (Redis out of memory refuses the record's writes
+// but not the GETDEL that takes the receipt.)
+func TestRecordSentHandsBackTheReceiptItTookWhenItFails(t *testing.T) {
+	t.Parallel()
+	s, ctx := newTestStore(t)
+	ch := Change{Result: visit.Result{Messages: []visit.Message{sendMsg("a")}}, Now: t0, ClaimFor: time.Minute}
+	if err := s.Begin("s1").Commit(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.KeepPendingReceipt(ctx, "SMa", "undelivered", 30003); err != nil {
+		t.Fatal(err)
+	}
+	if err := messageScript.Load(ctx, s.rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	early, err := s.RecordSent(ctx, ch.Claimed("s1")[0], "SMa", t0)
+	if err := s.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		t.Fatal("RecordSent succeeded with Redis out of memory: the test does not test what it says")
+	}
+	if early == nil || *early != (EarlyReceipt{Status: "undelivered", Code: 30003}) {
+		t.Fatalf("RecordSent = %+v, %v; want the receipt it took handed back with the error", early, err)
+	}
+}
