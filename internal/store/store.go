@@ -377,7 +377,13 @@ func (s *Store) announceDir(ctx context.Context, err *error) {
 }
 
 func (s *Store) hget(ctx context.Context, key, field string, v any) error {
-	b, err := s.rdb.HGet(ctx, key, field).Bytes()
+	return decodeField(s.rdb.HGet(ctx, key, field), v)
+}
+
+// decodeField decodes the JSON of a hash field read by c; ErrNotFound when the
+// field is absent.
+func decodeField(c *redis.StringCmd, v any) error {
+	b, err := c.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return ErrNotFound
 	}
@@ -431,15 +437,8 @@ func (sn *Snapshot) ReadOfficer(ctx context.Context, officer string, visits, ale
 	if err != nil {
 		return nil, fmt.Errorf("read officer %s: %w", officer, err)
 	}
-	b, err := dir.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load officer %s: %w", officer, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load officer %s: %w", officer, err)
-	}
 	var o visit.Officer
-	if err := json.Unmarshal(b, &o); err != nil {
+	if err := decodeField(dir, &o); err != nil {
 		return nil, fmt.Errorf("load officer %s: %w", officer, err)
 	}
 	sn.s.dir.put(r, k, cloneOfficer(&o))
