@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -337,35 +338,10 @@ func (s *Store) PurgeMessage(ctx context.Context, school, id, month string) (boo
 	return n == 1, nil
 }
 
-// forgetScript replaces an officer's state only if it is still what the caller read,
-// moving it into the school's hash as a commit does.
-//
-// KEYS[1]: the school's officer-state hash; KEYS[2]: the officer's legacy key.
-// ARGV[1]: the officer; ARGV[2], ARGV[3]: the field and the legacy key as read, each
-// "-" when absent or "=" and the value; ARGV[4]: the new value.
-// Returns 1 when replaced, 0 when either had changed.
-var forgetScript = redis.NewScript(`
-local function same(cur, seen)
-  if seen == '-' then return not cur end
-  return cur == string.sub(seen, 2)
-end
-if not same(redis.call('HGET', KEYS[1], ARGV[1]), ARGV[2]) then return 0 end
-if not same(redis.call('GET', KEYS[2]), ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-redis.call('DEL', KEYS[2])
-return 1
-`)
-
 // ForgetLastVisit clears an officer's last visit and last text when the last visit
-// is visitID (being purged): neither may outlive the visit. A commit that read the
-// old state conflicts and decides again, as with any concurrent change.
+// is visitID (being purged): neither may outlive the visit. It commits the state as
+// any event does, so a concurrent change conflicts and it reads again.
 func (s *Store) ForgetLastVisit(ctx context.Context, school, officer, visitID string) error {
-	seen := func(r *string) string {
-		if r == nil {
-			return "-"
-		}
-		return "=" + *r
-	}
 	for range 3 {
 		sn := s.Begin(school)
 		st, err := sn.OfficerState(ctx, officer)
@@ -376,17 +352,11 @@ func (s *Store) ForgetLastVisit(ctx context.Context, school, officer, visitID st
 			return nil
 		}
 		st.LastVisit, st.LastText = "", ""
-		b, err := encodeOfficerState(st)
-		if err != nil {
-			return err
-		}
-		legacy := s.k.officerState(school, officer)
-		n, err := forgetScript.Run(ctx, s.rdb, []string{s.k.officerStates(school), legacy},
-			officer, seen(sn.states[officer]), seen(sn.seen[legacy]), string(b)).Int()
-		if err != nil {
-			return fmt.Errorf("save officer state %s: %w", officer, err)
-		}
-		if n == 1 {
+		err = sn.Commit(ctx, Change{OfficerStates: map[string]visit.OfficerState{officer: st}})
+		if !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("save officer state %s: %w", officer, err)
+			}
 			return nil
 		}
 	}
