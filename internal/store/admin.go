@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -53,23 +52,12 @@ func (s *Store) AuditEvents(ctx context.Context, school string, n int64) ([]visi
 }
 
 // QueueMessage puts one message on its school's outbox unless a message with its ID
-// was queued before, and wakes the dispatchers, through the same script and
-// operations (msg, pub) as Snapshot.Commit.
+// was queued before, and wakes the dispatchers (QueueMessages, for one message).
 func (s *Store) QueueMessage(ctx context.Context, m visit.Message, now time.Time) error {
 	if m.School == "" || m.ID == "" {
 		return errors.New("queue message: school and id are required")
 	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	b := &txBuilder{index: map[string]int{}}
-	b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(m.School, m.ID)), b.k(s.k.outbox(m.School, m.Priority)), m.ID, string(raw), now.UnixMilli()})
-	b.tx.PubM = []string{s.k.wakeOutbox(), m.School}
-	if err := commitScript.Run(ctx, s.rdb, b.keys, b.tx.argv()...).Err(); err != nil {
-		return fmt.Errorf("queue message %s: %w", m.ID, err)
-	}
-	return nil
+	return s.QueueMessages(ctx, m.School, []visit.Message{m}, now)
 }
 
 // ReindexPhones rebuilds the index of who each phone number belongs to from the
