@@ -184,18 +184,18 @@ func (a cmdStats) sub(b cmdStats) cmdStats {
 	return out
 }
 
-// per lists the top commands by time spent in Redis, per unit of work.
+// per lists the top commands by time spent in Redis, per unit of work. There is no
+// total: INFO commandstats counts a script's time under evalsha and again, in
+// part, under each command it calls.
 func (a cmdStats) per(n, top int) string {
 	names := make([]string, 0, len(a))
-	var total int64
 	for k, v := range a {
 		if v[0] > 0 {
 			names = append(names, k)
-			total += v[1]
 		}
 	}
 	sort.Slice(names, func(i, j int) bool { return a[names[i]][1] > a[names[j]][1] })
-	parts := []string{fmt.Sprintf("total %.0f µs", float64(total)/float64(n))}
+	parts := []string{"(evalsha includes the commands its scripts call, listed too)"}
 	for _, k := range names[:min(top, len(names))] {
 		parts = append(parts, fmt.Sprintf("%s %.1f×/%.0f µs", k, float64(a[k][0])/float64(n), float64(a[k][1])/float64(n)))
 	}
