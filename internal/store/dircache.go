@@ -146,27 +146,24 @@ func (c *dirCache) put(r dirRead, k dirKey, v any) {
 
 // invalidate drops every entry and every read in flight; live says whether the
 // cache may be used from now on.
-func (c *dirCache) invalidate(live bool) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	c.live = live
-	clear(c.entries)
-	c.signal()
-}
+func (c *dirCache) invalidate(live bool) { c.reset(&live) }
 
 // changed clears the cache after this replica wrote the directory, keeping it in use:
 // the replica's next read sees its own write even before the message comes back.
-func (c *dirCache) changed() {
+func (c *dirCache) changed() { c.reset(nil) }
+
+// reset clears the entries (a read begun before them cannot put its value back) and,
+// when live is given, whether the cache may be used.
+func (c *dirCache) reset(live *bool) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	if live != nil {
+		c.live = *live
+	}
 	clear(c.entries)
 	c.signal()
 }
