@@ -174,16 +174,6 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 	// Pick the school: the one whose open alert has the code, or the only one with
 	// open alerts; otherwise the first (whose decision then explains the choice).
 	school := schools[0]
-	if len(schools) > 1 && in.SID != "" {
-		// A repeat (Twilio retrying) is answered as the first time, from the
-		// school that handled it: choosing again from the alerts open now could
-		// apply a code-less ACK or RESOLVE to another school's alert.
-		for _, sc := range schools {
-			if r, ok, err := s.st.InboundReply(ctx, sc, in.SID); err != nil || ok {
-				return r, resultDup, err
-			}
-		}
-	}
 	if len(schools) > 1 {
 		var withAlerts []string
 		for _, sc := range schools {
@@ -200,6 +190,17 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		}
 		if len(withAlerts) > 0 {
 			school = withAlerts[0]
+		}
+		if in.SID != "" {
+			// A repeat (Twilio retrying) goes to the school the first chose,
+			// whatever is open now, and is answered there as the first time.
+			pinned, err := s.st.PinInboundSchool(ctx, in.SID, school)
+			if err != nil {
+				return "", "", err
+			}
+			if slices.Contains(schools, pinned) {
+				school = pinned
+			}
 		}
 	}
 	sc, loc, err := s.schoolState(ctx, school)

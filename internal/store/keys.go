@@ -35,6 +35,7 @@ func (k keys) officers() string                 { return k.prefix + "dir:officer
 func (k keys) phones() string                   { return k.prefix + "dir:phones" }
 func (k keys) unknownReply(ph string) string    { return k.prefix + "unknown:" + ph }
 func (k keys) twilioSID(sid string) string      { return k.prefix + "sid:" + sid }
+func (k keys) inboundSchool(sid string) string  { return k.prefix + "smsschool:" + sid }
 func (k keys) pendingReceipt(sid string) string { return k.prefix + "receipt:" + sid }
 func (k keys) wake() string                     { return k.prefix + "wake" }        // pub/sub: timers
 func (k keys) wakeOutbox() string               { return k.prefix + "wake:outbox" } // pub/sub: messages

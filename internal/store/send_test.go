@@ -173,3 +173,18 @@ func TestRecordSentHandsBackTheReceiptItTookWhenItFails(t *testing.T) {
 		t.Fatalf("RecordSent = %+v, %v; want the receipt it took handed back with the error", early, err)
 	}
 }
+
+// The first school pinned for an inbound message is the one every repeat gets.
+func TestPinInboundSchool(t *testing.T) {
+	t.Parallel()
+	s, ctx := newTestStore(t)
+	for _, tt := range []struct{ chose, want string }{{"s1", "s1"}, {"s2", "s1"}, {"s1", "s1"}} {
+		got, err := s.PinInboundSchool(ctx, "SM1", tt.chose)
+		if err != nil || got != tt.want {
+			t.Fatalf("pin %s: %q, %v; want %q", tt.chose, got, err, tt.want)
+		}
+	}
+	if got, _ := s.PinInboundSchool(ctx, "SM2", "s2"); got != "s2" {
+		t.Errorf("another message pinned to %q, want its own choice s2", got)
+	}
+}

@@ -480,6 +480,32 @@ func (s *Store) InboundReply(ctx context.Context, school, sid string) (string, b
 	return r, err == nil, err
 }
 
+// PinInboundSchool records school as the one that handles inbound message sid,
+// unless a school was recorded for it first, and returns the school to use. A
+// contact on several schools chooses the school from the alerts open now; a
+// repeat of the SMS (Twilio retrying, perhaps while the first is still being
+// handled) must not choose again, or a code-less ACK or RESOLVE could take effect
+// on two schools' alerts. Pinned, both are handled in one school, whose commit
+// lets the message take effect once.
+func (s *Store) PinInboundSchool(ctx context.Context, sid, school string) (string, error) {
+	key := s.k.inboundSchool(sid)
+	set, err := s.rdb.SetNX(ctx, key, school, inboundTTL).Result()
+	if err != nil {
+		return "", fmt.Errorf("pin school of %s: %w", sid, err)
+	}
+	if set {
+		return school, nil
+	}
+	first, err := s.rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) { // gone since (6 hours on): this choice stands
+		return school, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("pin school of %s: %w", sid, err)
+	}
+	return first, nil
+}
+
 // Subscribe calls timers each time a commit announces a timer sooner than any
 // other on the wake channel, and outbox each time one queues messages on the
 // outbox channel, until ctx ends. A lost subscription is re-made by go-redis; the
