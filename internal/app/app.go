@@ -75,6 +75,9 @@ type Options struct {
 	Version string
 	// HeartbeatEvery is how often monitoring.heartbeat_url is pinged (default 1 min).
 	HeartbeatEvery time.Duration
+	// WebhookPatience and OnWebhookRetry are web.Options' Patience and OnRetry (tests).
+	WebhookPatience time.Duration
+	OnWebhookRetry  func(path string, err error)
 }
 
 // App is a built Vigil daemon.
@@ -236,6 +239,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	webOpts := web.Options{
 		Service: a.service, Log: o.Log, PublicURL: cfg.PublicURL, TwiML: sms.MessageTwiML, SayTwiML: sms.SayTwiML, Tokens: tokens,
 		Metrics: promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}), Ready: a.Ready,
+		Patience: o.WebhookPatience, OnRetry: o.OnWebhookRetry,
 		MonthlyReport: func(ctx context.Context, school, month string) (any, error) {
 			return a.jobs.MonthlyReport(ctx, school, month)
 		},

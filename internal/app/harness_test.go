@@ -117,9 +117,9 @@ type env struct {
 // that the school's zone is used.
 var start = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...redistest.Option) *env {
 	t.Helper()
-	e := &env{t: t, redis: redistest.Start(t), clock: newClock(start)}
+	e := &env{t: t, redis: redistest.Start(t, opts...), clock: newClock(start)}
 	e.twilio = smstest.NewServer(t, accountSID, smstest.WithClock(e.clock.Now))
 	e.cfg = filepath.Join(t.TempDir(), "vigil.yaml")
 	if err := os.WriteFile(e.cfg, []byte(testConfig(e.redis.URL(), e.twilio.URL())), 0o600); err != nil {
@@ -139,6 +139,8 @@ type daemon struct {
 // daemonOptions are the knobs a test may turn on a daemon.
 type daemonOptions struct {
 	heartbeatEvery time.Duration
+	patience       time.Duration
+	onRetry        func(path string, err error)
 }
 
 // startDaemon runs Vigil in-process on e's Redis and fake Twilio.
@@ -155,7 +157,8 @@ func (e *env) startDaemonWith(opt func(*daemonOptions)) *daemon {
 		e.t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(e.t.Context(), cfg, app.Options{Log: log, Now: e.clock.Now, Poll: 50 * time.Millisecond, HeartbeatEvery: do.heartbeatEvery})
+	a, err := app.New(e.t.Context(), cfg, app.Options{Log: log, Now: e.clock.Now, Poll: 50 * time.Millisecond, HeartbeatEvery: do.heartbeatEvery,
+		WebhookPatience: do.patience, OnWebhookRetry: do.onRetry})
 	if err != nil {
 		e.t.Fatalf("start vigil: %v", err)
 	}

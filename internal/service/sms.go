@@ -25,6 +25,9 @@ const (
 	resultDup      = "duplicate"
 	resultUnknown  = "unknown_sender"
 	resultNotUnder = "not_understood"
+	// resultNotRecorded: Vigil could not record the SMS (its store stayed unreachable)
+	// and told the sender so.
+	resultNotRecorded = "not_recorded"
 )
 
 // HandleSMS handles one inbound SMS and returns the reply text ("" for none). A
@@ -264,6 +267,21 @@ func (s *Service) CountReply() {
 		s.metrics.Notifications.WithLabelValues(visit.ChannelSMS, visit.KindReply, "sent").Inc()
 	}
 }
+
+// NotRecorded counts an inbound SMS Vigil could not record (its store stayed
+// unreachable for as long as the webhook could wait) and returns the reply that tells
+// the sender so: an officer must never believe a PANIC or a VISIT was taken when it was
+// not. The same words answer every command, so a duress check-in reads like any other.
+func (s *Service) NotRecorded(in InboundSMS) string {
+	if s.metrics != nil {
+		s.metrics.InboundSMS.WithLabelValues(string(visit.Parse(in.Body).Verb), resultNotRecorded).Inc()
+	}
+	return NotRecordedReply
+}
+
+// NotRecordedReply is the answer to an SMS Vigil could not record (one GSM-7 segment).
+const NotRecordedReply = "NOT RECORDED: Vigil cannot reach its records just now. If you are in danger, call 999 now. " +
+	"Otherwise phone your school office, then text again."
 
 // Receipt is a delivery status callback from Twilio.
 type Receipt struct {

@@ -25,6 +25,7 @@ type Service interface {
 	HandleSMS(ctx context.Context, in service.InboundSMS) (string, error)
 	HandleReceipt(ctx context.Context, r service.Receipt) error
 	CountReply()
+	NotRecorded(in service.InboundSMS) string
 	OpenVisit(ctx context.Context, by string, req service.OpenVisitRequest) (*visit.Visit, error)
 	VisitCommand(ctx context.Context, by, visitID string, cmd visit.Command) (*visit.Visit, error)
 	Visit(ctx context.Context, id string) (*visit.Visit, error)
@@ -89,7 +90,17 @@ type Options struct {
 	Directory Directory
 	// Console, when set, serves every path nothing else does: the office console.
 	Console http.Handler
+	// Patience is how long an inbound SMS or a delivery receipt keeps being retried
+	// while Vigil cannot record it (Redis restarting, a Sentinel failover). Twilio
+	// waits 15 s for an answer and does not repeat an SMS webhook that fails, so the
+	// default is 10 s; after it the sender is told the SMS was not recorded.
+	Patience time.Duration
+	// OnRetry, when set, is called before each retry of a webhook (tests).
+	OnRetry func(path string, err error)
 }
+
+// DefaultPatience is Options.Patience when it is zero.
+const DefaultPatience = 10 * time.Second
 
 // Server holds the handlers.
 type Server struct {
@@ -125,6 +136,38 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values,
 	return r.PostForm, true
 }
 
+// patiently runs do, and while it fails runs it again with a growing pause, for as
+// long as Options.Patience allows and the request lasts. repeatable says do is safe to
+// run twice: the webhook carries a Twilio SID its commit is keyed on, so an attempt
+// that did commit before its answer was lost is answered from that commit. It returns
+// do's last error.
+func (s *Server) patiently(ctx context.Context, path string, repeatable bool, do func(context.Context) error) error {
+	patience := s.o.Patience
+	if patience <= 0 {
+		patience = DefaultPatience
+	}
+	deadline := time.Now().Add(patience)
+	pause := 50 * time.Millisecond
+	for {
+		err := do(ctx)
+		if err == nil || !repeatable || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		s.log.Warn("webhook not recorded yet; trying again", "path", path, "err", err, "in", pause)
+		if s.o.OnRetry != nil {
+			s.o.OnRetry(path, err)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
 func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	form, ok := s.twilioForm(w, r)
 	if !ok {
@@ -135,12 +178,17 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "From is required", http.StatusBadRequest)
 		return
 	}
-	reply, err := s.o.Service.HandleSMS(r.Context(), service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")})
+	in := service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")}
+	var reply string
+	err := s.patiently(r.Context(), r.URL.Path, in.SID != "", func(ctx context.Context) (err error) {
+		reply, err = s.o.Service.HandleSMS(ctx, in)
+		return err
+	})
 	if err != nil {
-		// Twilio retries a webhook that fails; the MessageSid makes the retry safe.
-		s.log.Error("inbound SMS failed", "err", err)
-		http.Error(w, "temporary failure", http.StatusInternalServerError)
-		return
+		// Twilio does not repeat an SMS webhook that fails: a 500 would leave the officer
+		// believing a PANIC was raised. Say plainly that it was not.
+		s.log.Error("inbound SMS NOT RECORDED; the sender is told so", "err", err)
+		reply = s.o.Service.NotRecorded(in)
 	}
 	if reply != "" {
 		s.o.Service.CountReply()
@@ -193,7 +241,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "MessageSid and MessageStatus are required", http.StatusBadRequest)
 		return
 	}
-	if err := s.o.Service.HandleReceipt(r.Context(), service.Receipt{SID: sid, Status: status, ErrorCode: code}); err != nil {
+	rc := service.Receipt{SID: sid, Status: status, ErrorCode: code}
+	if err := s.patiently(r.Context(), r.URL.Path, true, func(ctx context.Context) error {
+		return s.o.Service.HandleReceipt(ctx, rc)
+	}); err != nil {
 		s.log.Error("status callback failed", "err", err)
 		http.Error(w, "temporary failure", http.StatusInternalServerError)
 		return

@@ -1,0 +1,165 @@
+package app_test
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/service"
+	"github.com/vigil-safety/vigil/internal/sms"
+	"github.com/vigil-safety/vigil/internal/sms/smstest"
+)
+
+// answer is a webhook's answer, posted from another goroutine.
+type answer struct {
+	status int
+	body   string
+	err    error
+}
+
+// postInBackground posts a signed webhook from a goroutine, so that the test can
+// restart Redis while the daemon holds the request.
+func (e *env) postInBackground(d *daemon, path string, form url.Values) <-chan answer {
+	out := make(chan answer, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(e.t.Context(), http.MethodPost, d.base+path, strings.NewReader(form.Encode()))
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set(sms.SignatureHeader, sms.Sign(smstest.DefaultAuthToken, publicURL+path, form))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		out <- answer{status: res.StatusCode, body: string(b), err: err}
+	}()
+	return out
+}
+
+// signalRetries makes a daemon option that reports each webhook retry on the
+// returned channel (without blocking the daemon).
+func signalRetries() (func(*daemonOptions), <-chan string) {
+	retried := make(chan string, 64)
+	return func(o *daemonOptions) {
+		o.onRetry = func(path string, _ error) {
+			select {
+			case retried <- path:
+			default:
+			}
+		}
+	}, retried
+}
+
+func waitAnswer(t *testing.T, what string, ch <-chan answer) answer {
+	t.Helper()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			t.Fatalf("%s: %v", what, a.err)
+		}
+		return a
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: no answer within 20 s", what)
+		return answer{}
+	}
+}
+
+// Twilio does not repeat an SMS webhook that fails. A PANIC that arrives while Redis
+// restarts is held and retried until Redis is back, then raised as usual, and the
+// officer gets the usual answer.
+func TestPanicDuringARedisRestartIsRaised(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, redistest.WithAOF())
+	opt, retried := signalRetries()
+	d := e.startDaemonWith(opt)
+
+	e.redis.Kill()
+	ans := e.postInBackground(d, "/twilio/sms", e.twilio.InboundSMS(janePhone, twilioNumber, "PANIC"))
+	select {
+	case <-retried: // the first attempt failed on the dead Redis
+	case a := <-ans:
+		t.Fatalf("answered while Redis was down: %d %q", a.status, a.body)
+	}
+	e.redis.Restart()
+
+	a := waitAnswer(t, "PANIC webhook", ans)
+	if a.status != http.StatusOK {
+		t.Fatalf("PANIC webhook: %d %s", a.status, a.body)
+	}
+	reply := twimlText(t, []byte(a.body))
+	if strings.Contains(reply, "NOT RECORDED") {
+		t.Fatalf("PANIC reply %q: not recorded, though Redis came back within the patience", reply)
+	}
+	contains(t, "PANIC reply", reply, headName)
+	got := oneEach(t, "panic after the restart", (&timeline{env: e, d: d}).expect(4), everyContact...)
+	eachSays(t, "PANIC", got, "PANIC ALERT", "Jane Doe", janePhone)
+}
+
+// When Redis stays down for longer than the webhook can wait, the officer is told
+// plainly that nothing was recorded (not a silent 500 Twilio would drop), and nothing
+// is raised later behind their back.
+func TestSMSNotRecordedWhileRedisStaysDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, redistest.WithAOF())
+	d := e.startDaemonWith(func(o *daemonOptions) { o.patience = 300 * time.Millisecond })
+
+	e.redis.Kill()
+	reply := e.sms(d, janePhone, "PANIC")
+	if reply != service.NotRecordedReply {
+		t.Fatalf("reply while Redis is down = %q, want %q", reply, service.NotRecordedReply)
+	}
+	contains(t, "not-recorded reply", reply, "NOT RECORDED", "999")
+
+	// Redis comes back: the PANIC the officer was told was not recorded is not
+	// raised, and a new one is.
+	e.redis.Restart()
+	if n := len(e.twilio.Sent()); n != 0 {
+		t.Fatalf("%d messages sent for an SMS answered NOT RECORDED", n)
+	}
+	if alerts := (&timeline{env: e, d: d}).alerts("open"); len(alerts) != 0 {
+		t.Fatalf("open alerts after a NOT RECORDED answer: %+v", alerts)
+	}
+	contains(t, "PANIC reply once Redis is back", e.sms(d, janePhone, "PANIC"), headName)
+	oneEach(t, "panic once Redis is back", (&timeline{env: e, d: d}).expect(4), everyContact...)
+}
+
+// A delivery receipt that arrives while Redis restarts is held and retried too: an
+// alert SMS reported undelivered in that moment is still re-routed as a call.
+func TestUndeliveredReceiptDuringARedisRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, redistest.WithAOF())
+	opt, retried := signalRetries()
+	d := e.startDaemonWith(opt)
+	e.overdue(d)
+	e.waitFor(3) // the reminder and the alert to both office contacts
+	office := e.twilio.SentTo(officePhone)
+	if len(office) != 1 {
+		t.Fatalf("office got %d messages, want the alert", len(office))
+	}
+
+	e.redis.Kill()
+	ans := e.postInBackground(d, "/twilio/status", e.twilio.MessageStatus(office[0], "undelivered", 30003))
+	select {
+	case <-retried:
+	case a := <-ans:
+		t.Fatalf("answered while Redis was down: %d %q", a.status, a.body)
+	}
+	e.redis.Restart()
+
+	if a := waitAnswer(t, "status callback", ans); a.status != http.StatusNoContent {
+		t.Fatalf("status callback: %d %s", a.status, a.body)
+	}
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone {
+		t.Fatalf("call went to %s, want the office whose SMS was undelivered", calls[0].To)
+	}
+}
