@@ -118,8 +118,18 @@ func (s *Service) transact(ctx context.Context, school string, fn func(sn *store
 // fails is the reply given the first time read. It is then returned with dup set.
 // A new message, nearly every one, costs no read for de-duplication.
 func (s *Service) transactInbound(ctx context.Context, school, sid string, fn func(sn *store.Snapshot) (store.Change, error)) (reply string, dup bool, err error) {
+	return s.transactFrom(ctx, nil, school, sid, fn)
+}
+
+// transactFrom is transactInbound whose first attempt reads through first (nil: a
+// new snapshot, as every later attempt's is).
+func (s *Service) transactFrom(ctx context.Context, first *store.Snapshot, school, sid string, fn func(sn *store.Snapshot) (store.Change, error)) (reply string, dup bool, err error) {
 	for range maxAttempts {
-		sn := s.st.Begin(school)
+		sn := first
+		if sn == nil {
+			sn = s.st.Begin(school)
+		}
+		first = nil
 		ch, err := fn(sn)
 		if err == nil {
 			if len(ch.Result.Messages) > 0 && s.local() {

@@ -25,15 +25,18 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 	}
 	var lateness time.Duration
 	fired := false
-	err = s.transact(ctx, due.School, func(sn *store.Snapshot) (store.Change, error) {
+	// The first attempt reads the timer's visit or alert as its claim read it (a
+	// conflict makes the next attempt read afresh).
+	_, _, err = s.transactFrom(ctx, s.st.BeginClaimed(due), due.School, "", func(sn *store.Snapshot) (store.Change, error) {
 		var (
 			st    visit.State
 			ost   visit.OfficerState
 			wake  time.Time
 			owner string
 		)
-		// The timer's visit or alert is one round trip; the officer (from the
-		// directory), their state and the alert or visit it names, a second.
+		// The timer's visit or alert came with its claim (or is one round trip);
+		// the officer (from the directory), their state and the alert or visit it
+		// names are one round trip.
 		var o *visit.Officer
 		switch kind {
 		case 'v':

@@ -48,6 +48,51 @@ end
 return out
 `)
 
+// claimReadScript is claimScript that also reads what each claimed timer names, so
+// the worker that handles the timer needs no round trip to learn it (Due.target).
+//
+// KEYS[1]: a school's timer set. ARGV[1..3]: as claimScript's. ARGV[4], ARGV[5]: the
+// key prefixes of the school's visits and alerts (the keys are in the set's hash
+// slot); ARGV[6]: how many of the claimed to read. Returns [member, due, value, ...]:
+// value is the visit of a "v:" timer or the alert of an "a:" timer, nil when it does
+// not exist (or the member is neither), 0 when it was not read.
+//
+// Only the first few are read: in a storm the claim is what every replica waits on,
+// and reading thousands of values in it made claiming 10,000 timers take 55-73 ms
+// instead of 35 (the workers read the rest, as before).
+var claimReadScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local lease = ARGV[1] + ARGV[2]
+local args, out = {}, {}
+for i = 1, #due, 2 do
+  local m = due[i]
+  args[#args+1] = lease
+  args[#args+1] = m
+  if #args >= 1000 then
+    redis.call('ZADD', KEYS[1], unpack(args))
+    args = {}
+  end
+  local kind, value = string.sub(m, 1, 2), 0
+  if (i + 1) / 2 <= tonumber(ARGV[6]) then
+    value = false
+    if kind == 'v:' then
+      value = redis.call('GET', ARGV[4] .. string.sub(m, 3))
+    elseif kind == 'a:' then
+      value = redis.call('GET', ARGV[5] .. string.sub(m, 3))
+    end
+  end
+  out[#out+1] = m
+  out[#out+1] = due[i+1]
+  out[#out+1] = value
+end
+if #args > 0 then redis.call('ZADD', KEYS[1], unpack(args)) end
+return out
+`)
+
+// claimReads is how many of the timers one claim of a school takes have their visit
+// or alert read by the claim (claimReadScript).
+const claimReads = 16
+
 // pipelineScripts runs cmds in one pipeline; when Redis has forgotten a script
 // (a restart, SCRIPT FLUSH) it loads the scripts and runs the pipeline once more.
 func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cmds func(p redis.Pipeliner)) ([]redis.Cmder, error) {
@@ -64,7 +109,8 @@ func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cm
 }
 
 // ClaimDueTimers claims up to max due timers of each school (as ClaimTimers does,
-// atomically per school) in one round trip. It returns the timers claimed, school
+// atomically per school) in one round trip, and reads the visit or alert each names
+// in the same script (BeginClaimed hands that read to the worker). It returns the timers claimed, school
 // by school, and when each school's earliest timer now falls due: the claim time
 // when max were claimed (more may be due), else the earliest score left in the set
 // (which may be a lease: a claim that runs out), zero for an empty set. With an
@@ -73,10 +119,10 @@ func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.T
 	if len(schools) == 0 {
 		return nil, nil, nil
 	}
-	res, err := s.pipelineScripts(ctx, []*redis.Script{claimScript}, func(p redis.Pipeliner) {
+	res, err := s.pipelineScripts(ctx, []*redis.Script{claimReadScript}, func(p redis.Pipeliner) {
 		for _, sc := range schools {
 			key := s.k.timers(sc)
-			claimScript.EvalSha(ctx, p, []string{key}, now.UnixMilli(), lease.Milliseconds(), max)
+			claimReadScript.EvalSha(ctx, p, []string{key}, now.UnixMilli(), lease.Milliseconds(), max, s.k.visit(sc, ""), s.k.alert(sc, ""), claimReads)
 			p.ZRangeWithScores(ctx, key, 0, 0)
 		}
 	})
@@ -91,15 +137,24 @@ func (s *Store) ClaimDueTimers(ctx context.Context, schools []string, now time.T
 	next := make([]time.Time, len(schools))
 	var failed error
 	for i, sc := range schools {
-		raw, err := res[2*i].(*redis.Cmd).StringSlice()
+		raw, err := res[2*i].(*redis.Cmd).Slice()
 		if err != nil && err != redis.Nil {
 			failed = fmt.Errorf("claim timers of %s: %w", sc, err)
 			next[i] = now
 			continue
 		}
-		for j := 0; j+1 < len(raw); j += 2 {
-			ms, _ := strconv.ParseFloat(raw[j+1], 64)
-			due[i] = append(due[i], Due{Claim: Claim{School: sc, Member: raw[j], Lease: leaseAt}, At: time.UnixMilli(int64(ms))})
+		for j := 0; j+2 < len(raw); j += 3 {
+			member, _ := raw[j].(string)
+			score, _ := raw[j+1].(string)
+			ms, _ := strconv.ParseFloat(score, 64)
+			d := Due{Claim: Claim{School: sc, Member: member, Lease: leaseAt}, At: time.UnixMilli(int64(ms))}
+			switch v := raw[j+2].(type) {
+			case string:
+				d.read, d.target = true, &v
+			case nil:
+				d.read = true // read: it does not exist
+			}
+			due[i] = append(due[i], d)
 		}
 		switch z := res[2*i+1].(*redis.ZSliceCmd).Val(); {
 		case len(due[i]) >= max:

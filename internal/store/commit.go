@@ -140,11 +140,42 @@ type Snapshot struct {
 	states map[string]*string
 	// announced is set by a commit that published a wake-up.
 	announced bool
+	// checks are keys read that Commit checks are unchanged even when the change
+	// does not write them (BeginClaimed: the claimed timer's visit or alert).
+	checks []string
 }
 
 // Begin starts reading the state of one school.
 func (s *Store) Begin(school string) *Snapshot {
 	return &Snapshot{s: s, school: school, seen: map[string]*string{}, states: map[string]*string{}}
+}
+
+// BeginClaimed is Begin for the worker of a claimed timer. It starts holding the
+// visit or alert the timer names, as the claim read it, so reading it costs no round
+// trip. The claim may have been a while ago (a storm's timers wait for workers), so
+// Commit checks that value is unchanged whether or not the change writes it: a
+// decision made on a stale read (even just when to look at the timer again) is
+// refused as a conflict and made again on a fresh read. A Due not claimed by
+// ClaimDueTimers begins an ordinary snapshot that checks the same key all the same.
+func (s *Store) BeginClaimed(d Due) *Snapshot {
+	sn := s.Begin(d.School)
+	kind, id, ok := TimerTarget(d.Member)
+	var key string
+	switch {
+	case !ok:
+		return sn
+	case kind == 'v':
+		key = s.k.visit(d.School, id)
+	case kind == 'a':
+		key = s.k.alert(d.School, id)
+	default:
+		return sn
+	}
+	if d.read {
+		sn.seen[key] = d.target
+	}
+	sn.checks = append(sn.checks, key)
+	return sn
 }
 
 // School is the school this snapshot reads.
@@ -435,7 +466,9 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	b := &txBuilder{index: map[string]int{}}
 	// expect checks a written key against what was read; a key never read must not
 	// exist yet (a new visit or alert).
+	expected := map[string]bool{}
 	expect := func(key string) {
+		expected[key] = true
 		if raw, ok := sn.seen[key]; ok && raw != nil {
 			b.tx.E = append(b.tx.E, []any{b.k(key), *raw})
 		} else {
@@ -489,6 +522,11 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 			if a.Code != "" {
 				b.tx.Del = append(b.tx.Del, b.k(k.code(s, a.Code)))
 			}
+		}
+	}
+	for _, key := range sn.checks {
+		if _, read := sn.seen[key]; read && !expected[key] {
+			expect(key)
 		}
 	}
 	officers := make([]string, 0, len(ch.OfficerStates))

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -122,5 +124,110 @@ func TestPartialClaimsKeepWhatTheyTook(t *testing.T) {
 	due, next, err := s.ClaimDueTimers(ctx, []string{"bad", "good"}, t0, 3*time.Second, 10)
 	if err == nil || len(due[1]) != 1 || due[1][0].Member != "v:x" || !next[0].Equal(t0) {
 		t.Fatalf("ClaimDueTimers = %+v, %v, %v; want v:x claimed, the failed school still due, and an error", due, next, err)
+	}
+}
+
+// ClaimDueTimers reads the visit or alert each claimed timer names, and the worker's
+// snapshot (BeginClaimed) reads it from there. That read may be stale by the time
+// the worker commits, so the commit checks it even when the change does not write
+// it: a decision made on it (here only moving the timer) is refused as a conflict.
+func TestClaimedTimerReadIsCheckedAtCommit(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	v := openVisit("v1")
+	a := &visit.Alert{ID: "a1", School: "s1", Officer: "jdoe", Reason: visit.ReasonPanic, State: visit.AlertOpen, RaisedAt: t0}
+	timers := map[string]time.Time{store.VisitTimer("v1"): t0, store.AlertTimer("a1"): t0, store.VisitTimer("gone"): t0}
+	if err := s.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{v}, Alerts: []*visit.Alert{a}}, Timers: timers, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	due, _, err := s.ClaimDueTimers(ctx, []string{"s1"}, t0, 3*time.Second, 10)
+	if err != nil || len(due[0]) != 3 {
+		t.Fatalf("ClaimDueTimers = %+v, %v; want the three timers", due, err)
+	}
+	byMember := map[string]store.Due{}
+	for _, d := range due[0] {
+		byMember[d.Member] = d
+	}
+
+	// The officer checks in after the claim: the visit changes, its timer does not.
+	closed := *v
+	closed.State, closed.Outcome, closed.ClosedAt = visit.StateClosed, visit.OutcomeSafe, t0.Add(time.Second)
+	sn := s.Begin("s1")
+	if _, err := sn.Visit(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{&closed}}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The worker reads what the claim read, without asking Redis.
+	vsn := s.BeginClaimed(byMember[store.VisitTimer("v1")])
+	got, err := vsn.Visit(ctx, "v1")
+	if err != nil || got == nil || got.State != visit.StateActive {
+		t.Fatalf("claimed read of v1 = %+v, %v; want the active visit the claim saw", got, err)
+	}
+	d := byMember[store.VisitTimer("v1")]
+	move := store.Change{Timers: map[string]time.Time{d.Member: t0.Add(time.Hour)}, Fence: &d.Claim, Now: t0}
+	if err := vsn.Commit(ctx, move); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("commit on the stale claimed read: %v, want ErrConflict", err)
+	}
+	// Read afresh, the same change goes through.
+	fresh := s.Begin("s1")
+	if got, _ := fresh.Visit(ctx, "v1"); got == nil || got.State != visit.StateClosed {
+		t.Fatalf("fresh read of v1 = %+v, want it closed", got)
+	}
+	if err := fresh.Commit(ctx, move); err != nil {
+		t.Fatalf("commit on the fresh read: %v", err)
+	}
+
+	// An alert timer carries its alert; a timer whose visit is gone carries none.
+	if got, err := s.BeginClaimed(byMember[store.AlertTimer("a1")]).Alert(ctx, "a1"); err != nil || got == nil || got.ID != "a1" {
+		t.Fatalf("claimed read of a1 = %+v, %v", got, err)
+	}
+	if err := srv.Client().Set(ctx, "vigil:{s1}:visit:gone", "appeared later", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.BeginClaimed(byMember[store.VisitTimer("gone")]).Visit(ctx, "gone"); err != nil || got != nil {
+		t.Fatalf("claimed read of a missing visit = %+v, %v; want none, as the claim saw", got, err)
+	}
+}
+
+// A claim reads only the first 16 timers it takes of a school (in a storm the claim
+// is what every replica waits on); the worker of any other reads Redis as before.
+func TestClaimReadsOnlyTheFirstTimers(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ctx := t.Context()
+	var visits []*visit.Visit
+	timers := map[string]time.Time{}
+	for i := range 20 {
+		id := fmt.Sprintf("v%02d", i)
+		visits = append(visits, openVisit(id))
+		timers[store.VisitTimer(id)] = t0 // equal scores: claimed in member order
+	}
+	if err := s.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Visits: visits}, Timers: timers, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	due, _, err := s.ClaimDueTimers(ctx, []string{"s1"}, t0, 3*time.Second, 100)
+	if err != nil || len(due[0]) != 20 {
+		t.Fatalf("ClaimDueTimers = %d timers, %v; want 20", len(due[0]), err)
+	}
+	for _, v := range visits { // gone from Redis after the claim
+		if err := srv.Client().Del(ctx, "vigil:{s1}:visit:"+v.ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, d := range due[0] {
+		_, id, _ := store.TimerTarget(d.Member)
+		got, err := s.BeginClaimed(d).Visit(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if read := got != nil; read != (i < 16) {
+			t.Errorf("timer %d (%s): read by the claim = %v, want %v", i, d.Member, read, i < 16)
+		}
 	}
 }

@@ -63,6 +63,10 @@ return 1
 type Due struct {
 	Claim
 	At time.Time
+	// read is set when the claim also read the visit or alert the timer names
+	// (ClaimDueTimers); target is its raw value then, nil when it did not exist.
+	read   bool
+	target *string
 }
 
 // ClaimTimers claims up to max timers of a school that are due by now.
