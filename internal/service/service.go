@@ -153,6 +153,11 @@ func (s *Service) transactFrom(ctx context.Context, first *store.Snapshot, schoo
 			continue
 		}
 		if err == nil {
+			// Whoever changed an officer's state (an SMS, a timer, the API), the
+			// officer's next SMS reads what it names in one round trip.
+			for id, st := range ch.OfficerStates {
+				s.ahead.remember(id, st)
+			}
 			s.observe(ch)
 			if sn.Announced() {
 				// Other replicas hear of it through pub/sub; this one at once.

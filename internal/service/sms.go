@@ -89,7 +89,6 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		return "", "", err
 	}
 	var reply, result string
-	var written visit.OfficerState
 	first, dup, err := s.transactInbound(ctx, role.School, in.SID, func(sn *store.Snapshot) (store.Change, error) {
 		if k, ok := s.ahead.get(o.ID); ok {
 			if err := sn.ReadAhead(ctx, o.ID, k.visits, k.alerts); err != nil {
@@ -123,14 +122,10 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 			return store.Change{}, err
 		}
 		ch.InboundSID, ch.InboundReply = in.SID, reply
-		written = ch.OfficerStates[o.ID]
 		return ch, nil
 	})
 	if dup {
 		return first, resultDup, nil
-	}
-	if err == nil {
-		s.ahead.remember(o.ID, written)
 	}
 	return reply, result, err
 }
