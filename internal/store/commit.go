@@ -466,9 +466,14 @@ func (sn *Snapshot) Commit(ctx context.Context, ch Change) error {
 	b := &txBuilder{index: map[string]int{}}
 	// expect checks a written key against what was read; a key never read must not
 	// exist yet (a new visit or alert).
-	expected := map[string]bool{}
+	var expected map[string]bool // only kept for sn.checks
+	if len(sn.checks) > 0 {
+		expected = map[string]bool{}
+	}
 	expect := func(key string) {
-		expected[key] = true
+		if expected != nil {
+			expected[key] = true
+		}
 		if raw, ok := sn.seen[key]; ok && raw != nil {
 			b.tx.E = append(b.tx.E, []any{b.k(key), *raw})
 		} else {
