@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-safety/vigil/internal/service"
 	"github.com/vigil-safety/vigil/internal/sms"
 	"github.com/vigil-safety/vigil/internal/sms/smstest"
+	"github.com/vigil-safety/vigil/internal/visit"
 )
 
 // answer is a webhook's answer, posted from another goroutine.
@@ -161,5 +162,49 @@ func TestUndeliveredReceiptDuringARedisRestart(t *testing.T) {
 	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
 	if calls[0].To != officePhone {
 		t.Fatalf("call went to %s, want the office whose SMS was undelivered", calls[0].To)
+	}
+}
+
+// A receipt whose first try recorded its status and then lost Redis before the
+// failure was handled (so Twilio's or the webhook's next try finds the status
+// already there) is handled on that next try: the undelivered alert SMS still
+// becomes a call, once, and a later repeat of the receipt changes nothing.
+func TestUndeliveredReceiptRetriedAfterAHalfFinishedTry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.overdue(d)
+	e.waitFor(3) // the reminder and the alert to both office contacts
+	office := e.twilio.SentTo(officePhone)
+	if len(office) != 1 {
+		t.Fatalf("office got %d messages, want the alert", len(office))
+	}
+	// The first try: the status is recorded, and then nothing more happened. (The
+	// dispatcher records the send under its SID once Twilio has answered.)
+	var school string
+	var msg *visit.Message
+	if !pollUntil(5*time.Second, func() bool {
+		var err error
+		school, msg, _, err = d.Store().MessageBySID(t.Context(), office[0].SID)
+		return err == nil
+	}) {
+		t.Fatal("the alert's send was not recorded under its SID")
+	}
+	if _, _, err := d.Store().RecordDelivery(t.Context(), school, msg.ID, "undelivered", 30003); err != nil {
+		t.Fatal(err)
+	}
+
+	receipt := e.twilio.MessageStatus(office[0], "undelivered", 30003)
+	e.postStatus(d, receipt)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone {
+		t.Fatalf("call went to %s, want the office whose SMS was undelivered", calls[0].To)
+	}
+	e.postStatus(d, receipt)
+	if !e.waitSettled(d) {
+		t.Fatal("outbox did not settle")
+	}
+	if n := len(e.twilio.Calls()); n != 1 {
+		t.Fatalf("%d calls after the receipt came again, want 1", n)
 	}
 }

@@ -308,11 +308,11 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if err != nil {
 		return err
 	}
-	changed, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode)
-	if err != nil || !changed {
+	isNew, pending, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode)
+	if err != nil || !pending {
 		return err
 	}
-	if s.metrics != nil {
+	if isNew && s.metrics != nil {
 		switch {
 		case r.Status == "delivered" || (msg.Channel == visit.ChannelCall && r.Status == "completed"):
 			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "delivered").Inc()
@@ -324,11 +324,17 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if msg.Channel == visit.ChannelCall {
 		failed = failedCall[r.Status]
 	}
-	if !failed {
-		return nil
+	if failed {
+		if isNew {
+			s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
+		}
+		if err := s.HandleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status); err != nil {
+			// Not marked handled: a repeat of this receipt (the webhook's retry)
+			// handles the failure again.
+			return err
+		}
 	}
-	s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
-	return s.HandleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status)
+	return s.st.DeliveryHandled(ctx, school, msg.ID, r.Status)
 }
 
 // ReplayReceipt handles a receipt that arrived before its send was recorded, once

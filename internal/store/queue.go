@@ -310,18 +310,30 @@ func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, ms
 	return school, &m, h["delivery"], nil
 }
 
-// RecordDelivery stores a delivery receipt's status on the message. It reports false
-// when the message already had a final status (Twilio may repeat callbacks).
-func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int) (bool, error) {
+// RecordDelivery records a receipt's status on its message. isNew reports that the
+// message did not have that status yet; pending, that the status still has to be
+// handled: it is new, or a receipt recorded it before and its handling did not finish
+// (DeliveryHandled was not called: Redis went away between the two, and the receipt
+// is being retried). Handling a failure again is safe: the call it queues has a fixed
+// ID, and a level is cascaded from once.
+func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int) (isNew, pending bool, err error) {
 	key := s.k.message(school, id)
-	prev, err := s.rdb.HGet(ctx, key, "delivery").Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, err
+	v, err := s.rdb.HMGet(ctx, key, "delivery", "handled").Result()
+	if err != nil {
+		return false, false, err
 	}
+	prev, _ := v[0].(string)
+	handled, _ := v[1].(string)
 	if prev == status {
-		return false, nil
+		return false, handled != status, nil
 	}
-	return true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code).Err()
+	return true, true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code).Err()
+}
+
+// DeliveryHandled records that the status RecordDelivery reported pending has been
+// handled, so that a repeat of the receipt does nothing.
+func (s *Store) DeliveryHandled(ctx context.Context, school, id, status string) error {
+	return s.rdb.HSet(ctx, s.k.message(school, id), "handled", status).Err()
 }
 
 // pendingReceiptTTL is how long a receipt that arrived before its send was recorded
