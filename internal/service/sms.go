@@ -25,9 +25,9 @@ const (
 	resultDup      = "duplicate"
 	resultUnknown  = "unknown_sender"
 	resultNotUnder = "not_understood"
-	// resultNotRecorded: Vigil could not record the SMS (its store stayed unreachable)
-	// and told the sender so.
-	resultNotRecorded = "not_recorded"
+	// resultNotConfirmed: Vigil could not confirm it recorded the SMS (its store stayed
+	// unreachable) and told the sender so.
+	resultNotConfirmed = "not_confirmed"
 )
 
 // HandleSMS handles one inbound SMS and returns the reply text ("" for none). A
@@ -263,20 +263,23 @@ func (s *Service) CountReply() {
 	}
 }
 
-// NotRecorded counts an inbound SMS Vigil could not record (its store stayed
-// unreachable for as long as the webhook could wait) and returns the reply that tells
-// the sender so: an officer must never believe a PANIC or a VISIT was taken when it was
-// not. The same words answer every command, so a duress check-in reads like any other.
-func (s *Service) NotRecorded(in InboundSMS) string {
+// NotConfirmed counts an inbound SMS Vigil could not confirm it recorded (its store
+// stayed unreachable for as long as the webhook could wait) and returns the reply that
+// tells the sender so: an officer must never believe a PANIC or a VISIT was taken when
+// it may not have been. (It may have been: a last attempt can commit and lose its
+// answer.) The same words answer every command, so a duress check-in reads like any
+// other.
+func (s *Service) NotConfirmed(in InboundSMS) string {
 	if s.metrics != nil {
-		s.metrics.InboundSMS.WithLabelValues(string(visit.Parse(in.Body).Verb), resultNotRecorded).Inc()
+		s.metrics.InboundSMS.WithLabelValues(string(visit.Parse(in.Body).Verb), resultNotConfirmed).Inc()
 	}
-	return NotRecordedReply
+	return NotConfirmedReply
 }
 
-// NotRecordedReply is the answer to an SMS Vigil could not record (one GSM-7 segment).
-const NotRecordedReply = "NOT RECORDED: Vigil cannot reach its records just now. If you are in danger, call 999 now. " +
-	"Otherwise phone your school office, then text again."
+// NotConfirmedReply is the answer to an SMS Vigil could not confirm it recorded (one
+// GSM-7 segment).
+const NotConfirmedReply = "NOT CONFIRMED: Vigil cannot reach its records, so this text may be lost. " +
+	"If you are in danger, call 999 now. Otherwise phone your school office."
 
 // Receipt is a delivery status callback from Twilio.
 type Receipt struct {

@@ -58,6 +58,10 @@ return out
 // "a:" timer, nil when it does not exist (or the member is neither), 0 when it was
 // not read.
 //
+// The keys read are not passed in KEYS (they are known only once the members are):
+// they share the timer set's hash slot, so the script stays on one node of a Cluster
+// (TestClusterEndToEnd), and an ACL key pattern must allow the school's keys.
+//
 // A claim that takes more reads none: in a storm the claim is what every replica
 // waits on, and reading in it made claiming 10,000 timers take 43-73 ms instead of
 // 35-38 (reading only the first 16 of each claim, 43-50 ms). Its workers read what
@@ -112,8 +116,9 @@ func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cm
 }
 
 // ClaimDueTimers claims up to max due timers of each school (as ClaimTimers does,
-// atomically per school) in one round trip, and reads the visit or alert each names
-// in the same script (BeginClaimed hands that read to the worker). It returns the timers claimed, school
+// atomically per school) in one round trip. When a school's claim takes at most
+// claimReads timers, the same script reads the visit or alert each names
+// (BeginClaimed hands that read to the worker). It returns the timers claimed, school
 // by school, and when each school's earliest timer now falls due: the claim time
 // when max were claimed (more may be due), else the earliest score left in the set
 // (which may be a lease: a claim that runs out), zero for an empty set. With an

@@ -315,7 +315,9 @@ func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, ms
 // handled: it is new, or a receipt recorded it before and its handling did not finish
 // (DeliveryHandled was not called: Redis went away between the two, and the receipt
 // is being retried). Handling a failure again is safe: the call it queues has a fixed
-// ID, and a level is cascaded from once.
+// ID, and a level is cascaded from once. A status is recorded with an empty "handled"
+// field; a message recorded by an older version has none, and its status counts as
+// handled.
 func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int) (isNew, pending bool, err error) {
 	key := s.k.message(school, id)
 	v, err := s.rdb.HMGet(ctx, key, "delivery", "handled").Result()
@@ -323,11 +325,11 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 		return false, false, err
 	}
 	prev, _ := v[0].(string)
-	handled, _ := v[1].(string)
 	if prev == status {
-		return false, handled != status, nil
+		handled, marked := v[1].(string)
+		return false, marked && handled != status, nil
 	}
-	return true, true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code).Err()
+	return true, true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code, "handled", "").Err()
 }
 
 // DeliveryHandled records that the status RecordDelivery reported pending has been

@@ -70,11 +70,15 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 		opts.KeyPrefix = "vigil:"
 	}
 	s := &Store{k: keys{prefix: opts.KeyPrefix}, log: log.With("component", "store")}
+	// ContextTimeoutEnabled: a context's deadline also bounds the wait for Redis
+	// (otherwise only the client's own 5 s timeouts and retries do), so a webhook that
+	// must answer Twilio in time, or a health check, is not held past its deadline by
+	// a Redis that stopped answering.
 	switch {
 	case len(opts.ClusterAddrs) > 0:
-		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs, Protocol: 2})
+		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs, Protocol: 2, ContextTimeoutEnabled: true})
 	case opts.SentinelMaster != "":
-		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs, Protocol: 2})
+		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs, Protocol: 2, ContextTimeoutEnabled: true})
 	case opts.URL != "":
 		o, err := redis.ParseURL(opts.URL)
 		if err != nil {
@@ -83,6 +87,7 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 		if o.Protocol == 0 {
 			o.Protocol = 2
 		}
+		o.ContextTimeoutEnabled = true
 		s.rdb = redis.NewClient(o)
 	default:
 		m := miniredis.NewMiniRedis()

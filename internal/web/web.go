@@ -25,7 +25,7 @@ type Service interface {
 	HandleSMS(ctx context.Context, in service.InboundSMS) (string, error)
 	HandleReceipt(ctx context.Context, r service.Receipt) error
 	CountReply()
-	NotRecorded(in service.InboundSMS) string
+	NotConfirmed(in service.InboundSMS) string
 	OpenVisit(ctx context.Context, by string, req service.OpenVisitRequest) (*visit.Visit, error)
 	VisitCommand(ctx context.Context, by, visitID string, cmd visit.Command) (*visit.Visit, error)
 	Visit(ctx context.Context, id string) (*visit.Visit, error)
@@ -93,7 +93,8 @@ type Options struct {
 	// Patience is how long an inbound SMS or a delivery receipt keeps being retried
 	// while Vigil cannot record it (Redis restarting, a Sentinel failover). Twilio
 	// waits 15 s for an answer and does not repeat an SMS webhook that fails, so the
-	// default is 10 s; after it the sender is told the SMS was not recorded.
+	// default is 10 s, attempts included; after it the sender is told the SMS may not
+	// have been recorded.
 	Patience time.Duration
 	// OnRetry, when set, is called before each retry of a webhook (tests).
 	OnRetry func(path string, err error)
@@ -137,16 +138,20 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values,
 }
 
 // patiently runs do, and while it fails runs it again with a growing pause, for as
-// long as Options.Patience allows and the request lasts. repeatable says do is safe to
-// run twice: the webhook carries a Twilio SID its commit is keyed on, so an attempt
-// that did commit before its answer was lost is answered from that commit. It returns
-// do's last error.
+// long as Options.Patience allows and the request lasts. Every attempt runs under the
+// patience's deadline too, so one that waits on a Redis that stopped answering ends
+// with it (the store's client honours context deadlines) and the answer still reaches
+// Twilio in time. repeatable says do is safe to run twice: the webhook carries a
+// Twilio SID its commit is keyed on, so an attempt that did commit before its answer
+// was lost is answered from that commit. It returns do's last error.
 func (s *Server) patiently(ctx context.Context, path string, repeatable bool, do func(context.Context) error) error {
 	patience := s.o.Patience
 	if patience <= 0 {
 		patience = DefaultPatience
 	}
 	deadline := time.Now().Add(patience)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	pause := 50 * time.Millisecond
 	for {
 		err := do(ctx)
@@ -186,9 +191,9 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Twilio does not repeat an SMS webhook that fails: a 500 would leave the officer
-		// believing a PANIC was raised. Say plainly that it was not.
-		s.log.Error("inbound SMS NOT RECORDED; the sender is told so", "err", err)
-		reply = s.o.Service.NotRecorded(in)
+		// believing a PANIC was raised. Say plainly that it may not have been.
+		s.log.Error("inbound SMS not confirmed (Redis unreachable); the sender is told to call instead", "err", err)
+		reply = s.o.Service.NotConfirmed(in)
 	}
 	if reply != "" {
 		s.o.Service.CountReply()
