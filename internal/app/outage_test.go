@@ -91,17 +91,25 @@ func TestPanicDuringARedisRestartIsRaised(t *testing.T) {
 		t.Fatalf("answered while Redis was down: %d %q", a.status, a.body)
 	}
 	e.redis.Restart()
+	e.panicRaised(d, ans)
+}
 
+// panicRaised checks that Jane's PANIC, posted in the background while the store was
+// away, got the usual answer once it was back (not NOT CONFIRMED) and reached every
+// panic level.
+func (e *env) panicRaised(d *daemon, ans <-chan answer) {
+	t := e.t
+	t.Helper()
 	a := waitAnswer(t, "PANIC webhook", ans)
 	if a.status != http.StatusOK {
 		t.Fatalf("PANIC webhook: %d %s", a.status, a.body)
 	}
 	reply := twimlText(t, []byte(a.body))
 	if strings.Contains(reply, "NOT CONFIRMED") {
-		t.Fatalf("PANIC reply %q: not confirmed, though Redis came back within the patience", reply)
+		t.Fatalf("PANIC reply %q, though the store came back within the patience", reply)
 	}
 	contains(t, "PANIC reply", reply, headName)
-	got := oneEach(t, "panic after the restart", (&timeline{env: e, d: d}).expect(4), everyContact...)
+	got := oneEach(t, "panic once the store is back", (&timeline{env: e, d: d}).expect(4), everyContact...)
 	eachSays(t, "PANIC", got, "PANIC ALERT", "Jane Doe", janePhone)
 }
 

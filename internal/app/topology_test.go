@@ -197,16 +197,8 @@ func TestSentinelFailoverKeepsTimersFiring(t *testing.T) {
 
 	// Writes acknowledged by the primary but not yet replicated die with it
 	// (README: "Replicas, topologies and durability"). This test is about timers
-	// after a failover, so it first lets the replica catch up: WAIT after a write
-	// on this connection covers every earlier write of every connection.
-	ctx := t.Context()
-	pc := s.Primary.Client()
-	if err := pc.Set(ctx, "test:barrier", "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := pc.Wait(ctx, 1, 10*time.Second).Result(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1 = %d, %v", n, err)
-	}
+	// after a failover, so it first lets the replica catch up.
+	waitReplicated(t, s)
 
 	// The flag of the replication window, before and after (README).
 	if got := metricLine(t, d, "vigil_redis_replicas_in_sync"); got != "vigil_redis_replicas_in_sync 1" {
@@ -244,5 +236,37 @@ func TestSentinelFailoverKeepsTimersFiring(t *testing.T) {
 	}
 	if n := len(e.twilio.Sent()); n != 7 {
 		t.Errorf("%d messages sent in all, want 7", n)
+	}
+}
+
+// A PANIC texted just after the Sentinel primary dies is held and retried while the
+// sentinels promote the replica (README: a failover within the 10 s an inbound SMS
+// is retried for), then raised as usual: the officer gets the usual answer, not
+// NOT CONFIRMED.
+func TestPanicDuringSentinelFailoverIsRaised(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t)
+	e := newTopologyEnv(t, fmt.Sprintf("sentinel: { master: %s, addrs: %s }", s.MasterName, yamlList(s.Addrs())))
+	d := e.startDaemon()
+	waitReplicated(t, s) // the directory written at start is on the replica
+
+	waitFailover := s.KillPrimary()
+	ans := e.postInBackground(d, "/twilio/sms", e.twilio.InboundSMS(janePhone, twilioNumber, "PANIC"))
+	t.Logf("failed over to %s", waitFailover(30*time.Second))
+	e.panicRaised(d, ans)
+}
+
+// waitReplicated waits until the replica has every write the primary acknowledged
+// so far: WAIT after a write on this connection covers every earlier write of every
+// connection.
+func waitReplicated(t *testing.T, s *redistest.Sentinel) {
+	t.Helper()
+	ctx := t.Context()
+	pc := s.Primary.Client()
+	if err := pc.Set(ctx, "test:barrier", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pc.Wait(ctx, 1, 10*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
 	}
 }
