@@ -63,7 +63,7 @@ return out
 // (TestClusterEndToEnd), and an ACL key pattern must allow the school's keys.
 //
 // A claim that takes more reads none: in a storm the claim is what every replica
-// waits on, and reading in it made claiming 10,000 timers take 43-73 ms instead of
+// waits on, and reading in it made claiming 10,000 timers take 54-73 ms instead of
 // 35-38 (reading only the first 16 of each claim, 43-50 ms). Its workers read what
 // they need, as before.
 var claimReadScript = redis.NewScript(`
