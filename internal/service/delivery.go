@@ -18,7 +18,13 @@ var failedCall = map[string]bool{"busy": true, "no-answer": true, "failed": true
 // whole level is unreachable, and an SMS an officer's phone refused because they
 // opted out is reported to the school office.
 func (s *Service) HandleDeliveryFailure(ctx context.Context, school string, m visit.Message, code int, reason string) error {
-	if s.metrics != nil {
+	return s.handleDeliveryFailure(ctx, school, m, code, reason, true)
+}
+
+// handleDeliveryFailure is HandleDeliveryFailure; count is false when the failure
+// was counted by an earlier try whose handling did not finish (HandleReceipt).
+func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m visit.Message, code int, reason string, count bool) error {
+	if s.metrics != nil && count {
 		s.metrics.DeliveryFailures.WithLabelValues(m.Channel, m.Kind, fmt.Sprint(code)).Inc()
 	}
 	if m.Channel == visit.ChannelSMS && code == visit.CodeOptedOut {

@@ -331,7 +331,7 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 		if isNew {
 			s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
 		}
-		if err := s.HandleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status); err != nil {
+		if err := s.handleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status, isNew); err != nil {
 			// Not marked handled: a repeat of this receipt (the webhook's retry)
 			// handles the failure again.
 			return err
