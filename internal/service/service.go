@@ -279,16 +279,19 @@ func (s *Service) zone(name string) *time.Location {
 // open) is still named by ID so that their alert goes out.
 func (s *Service) officer(ctx context.Context, id, school string) (*visit.Officer, error) {
 	o, err := s.st.Officer(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return &visit.Officer{ID: id, Name: id, School: school}, nil
-	}
-	return o, err
+	return orStandIn(o, err, id, school)
 }
 
 // readOfficer is officer, reading in the same round trip the officer's state and
 // the visits and alerts named into the snapshot (store.Snapshot.ReadOfficer).
 func (s *Service) readOfficer(ctx context.Context, sn *store.Snapshot, id, school string, visits, alerts []string) (*visit.Officer, error) {
 	o, err := sn.ReadOfficer(ctx, id, visits, alerts)
+	return orStandIn(o, err, id, school)
+}
+
+// orStandIn is a directory read's officer, or, when the directory has none, a
+// stand-in named by ID.
+func orStandIn(o *visit.Officer, err error, id, school string) (*visit.Officer, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return &visit.Officer{ID: id, Name: id, School: school}, nil
 	}
