@@ -47,26 +47,16 @@ func (s *Store) TryLock(ctx context.Context, name string, now time.Time, ttl tim
 }
 
 // QueueMessages puts messages of one school on the outbox, each unless its hash
-// already exists, exactly as Snapshot.Commit queues a decision's messages (it runs
-// the same script, with only its msg and pub operations): a message ID queued once
-// is never queued again, so a duty run twice sends nothing twice.
+// already exists: it commits them as a decision's messages are (Snapshot.Commit), so
+// a message ID queued once is never queued again, and a duty run twice sends nothing
+// twice.
 func (s *Store) QueueMessages(ctx context.Context, school string, msgs []visit.Message, now time.Time) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	b := &txBuilder{index: map[string]int{}}
 	for _, m := range msgs {
 		if m.School != school {
 			return fmt.Errorf("queue message %s: it belongs to school %q, not %q", m.ID, m.School, school)
 		}
-		raw, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		b.tx.Msg = append(b.tx.Msg, []any{b.k(s.k.message(school, m.ID)), b.k(s.k.outbox(school, m.Priority)), m.ID, string(raw), now.UnixMilli()})
 	}
-	b.tx.PubM = []string{s.k.wakeOutbox(), school}
-	if err := commitScript.Run(ctx, s.rdb, b.keys, b.tx.argv()...).Err(); err != nil {
+	if err := s.Begin(school).Commit(ctx, Change{Result: visit.Result{Messages: msgs}, Now: now}); err != nil {
 		return fmt.Errorf("queue messages of %s: %w", school, err)
 	}
 	return nil
