@@ -217,7 +217,7 @@ func TestUndeliveredReceiptRetriedAfterAHalfFinishedTry(t *testing.T) {
 	}) {
 		t.Fatal("the alert's send was not recorded under its SID")
 	}
-	if _, _, err := d.Store().RecordDelivery(t.Context(), school, msg.ID, "undelivered", 30003); err != nil {
+	if _, _, err := d.Store().RecordDelivery(t.Context(), school, msg.ID, "undelivered", 30003, false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -311,8 +311,13 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if err != nil {
 		return err
 	}
-	isNew, pending, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode)
-	if err != nil || !pending {
+	failed := r.Status == "undelivered" || r.Status == "failed"
+	if msg.Channel == visit.ChannelCall {
+		failed = failedCall[r.Status]
+	}
+	// A status that asks for nothing more is recorded as handled at once.
+	isNew, pending, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode, !failed)
+	if err != nil {
 		return err
 	}
 	if isNew && s.metrics != nil {
@@ -323,19 +328,16 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "undelivered").Inc()
 		}
 	}
-	failed := r.Status == "undelivered" || r.Status == "failed"
-	if msg.Channel == visit.ChannelCall {
-		failed = failedCall[r.Status]
+	if !pending {
+		return nil
 	}
-	if failed {
-		if isNew {
-			s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
-		}
-		if err := s.handleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status, isNew); err != nil {
-			// Not marked handled: a repeat of this receipt (the webhook's retry)
-			// handles the failure again.
-			return err
-		}
+	if isNew {
+		s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
+	}
+	if err := s.handleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status, isNew); err != nil {
+		// Not marked handled: a repeat of this receipt (the webhook's retry)
+		// handles the failure again.
+		return err
 	}
 	return s.st.DeliveryHandled(ctx, school, msg.ID, r.Status)
 }

@@ -312,13 +312,14 @@ func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, ms
 
 // RecordDelivery records a receipt's status on its message. isNew reports that the
 // message did not have that status yet; pending, that the status still has to be
-// handled: it is new, or a receipt recorded it before and its handling did not finish
-// (DeliveryHandled was not called: Redis went away between the two, and the receipt
-// is being retried). Handling a failure again is safe: the call it queues has a fixed
-// ID, and a level is cascaded from once. A status is recorded with an empty "handled"
-// field; a message recorded by an older version has none, and its status counts as
-// handled.
-func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int) (isNew, pending bool, err error) {
+// handled (DeliveryHandled once it is): it is new and not settled, or a receipt
+// recorded it before and its handling did not finish (Redis went away between the
+// two, and the receipt is being retried). settled says the status asks for nothing
+// more (delivered, sent): it is recorded as handled at once. Handling a failure
+// again is safe: the call it queues has a fixed ID, and a level is cascaded from
+// once. A status still to handle is recorded with an empty "handled" field; a
+// message recorded by an older version has none, and its status counts as handled.
+func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int, settled bool) (isNew, pending bool, err error) {
 	key := s.k.message(school, id)
 	v, err := s.rdb.HMGet(ctx, key, "delivery", "handled").Result()
 	if err != nil {
@@ -329,7 +330,11 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 		handled, marked := v[1].(string)
 		return false, marked && handled != status, nil
 	}
-	return true, true, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code, "handled", "").Err()
+	handled := ""
+	if settled {
+		handled = status
+	}
+	return true, !settled, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code, "handled", handled).Err()
 }
 
 // DeliveryHandled records that the status RecordDelivery reported pending has been
