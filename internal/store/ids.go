@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -63,7 +64,7 @@ func idTime(id string) (ms int64, short, ok bool) {
 	if len(id) == idLen {
 		var v uint64
 		for i := 0; i < idLen; i++ {
-			d := crockfordValue(id[i])
+			d := strings.IndexByte(crockford, id[i]) // upper case only, as NewID writes
 			if d < 0 {
 				return 0, false, false
 			}
@@ -76,14 +77,4 @@ func idTime(id string) (ms int64, short, ok bool) {
 		return 0, false, false
 	}
 	return int64(u.Time()), false, true
-}
-
-// crockfordValue is the value of an upper-case base32 digit, -1 for anything else.
-func crockfordValue(c byte) int {
-	for i := 0; i < len(crockford); i++ {
-		if crockford[i] == c {
-			return i
-		}
-	}
-	return -1
 }
