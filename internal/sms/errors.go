@@ -9,6 +9,7 @@ import (
 // https://www.twilio.com/docs/api/errors/<code>.
 const (
 	CodeAuthenticate       = 20003 // bad account SID or auth token
+	CodeNotFound           = 20404 // no such resource: account, or message or call asked for by SID
 	CodeTooManyRequests    = 20429 // REST API rate limit or concurrency limit
 	CodeInvalidTo          = 21211 // 'To' is not a valid phone number
 	CodeRegionNotEnabled   = 21408 // geo permissions: SMS to that country not enabled
@@ -163,7 +164,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // Reason is a short label for metrics: "invalid_number", "not_mobile",
 // "opted_out", "blocked", "unreachable", "region_disabled", "sender", "auth",
 // "rate_limited", "server_error", "timeout", "network", "canceled",
-// "bad_response", "config", "console", "rejected". The set is small and fixed.
+// "bad_response", "config", "console", "rejected", "not_found" (FetchStatus of a
+// message or call Twilio does not have; see IsNotFound). The set is small and
+// fixed.
 func (e *Error) Reason() string {
 	if e.reason != "" {
 		return e.reason

@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// Lookup is one GET of the Messages.json or Calls.json list.
+// Lookup is one GET of the Messages.json or Calls.json list, or of one message
+// (Messages/{Sid}.json) or call (Calls/{Sid}.json).
 type Lookup struct {
-	Resource   string     // "Messages" or "Calls"
-	Query      url.Values // filters and paging as sent
-	HTTPStatus int        // what the fake answered (200 when it listed)
+	Resource   string     // "Messages" or "Calls" for a list; "Message" or "Call" for one
+	Query      url.Values // filters and paging as sent; for one message or call, its SID under "Sid"
+	HTTPStatus int        // what the fake answered (200 when it listed or found)
 	At         time.Time
 }
 
@@ -22,7 +23,8 @@ type Lookup struct {
 // progress, so every accepted message is listed as sent (date_sent = when it
 // was accepted) and every call as ringing (start_time likewise). That is what
 // Twilio's date filters, which look at date_sent and start_time, need to find
-// them.
+// them. A status given with SetMessageStatus or SetCallStatus is listed
+// instead; the dates stay.
 const (
 	listedMessageStatus = "sent"
 	listedCallStatus    = "ringing"
@@ -35,16 +37,17 @@ const (
 	maxPageSize     = 1000
 )
 
-// Lookups returns every GET of the lists so far, in order.
+// Lookups returns every GET of the lists, and of single messages and calls, so
+// far, in order.
 func (s *Server) Lookups() []Lookup {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.lookups)
 }
 
-// FailNextLookup makes the next n GETs of the lists fail with httpStatus and
-// twilioCode (with code 0 the body is an HTML error page). Sends are not
-// affected; FailNext does not affect lookups.
+// FailNextLookup makes the next n GETs (of the lists, or of one message or
+// call) fail with httpStatus and twilioCode (with code 0 the body is an HTML
+// error page). Sends are not affected; FailNext does not affect lookups.
 func (s *Server) FailNextLookup(n, httpStatus, twilioCode int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,7 +60,7 @@ func (s *Server) FailNextLookup(n, httpStatus, twilioCode int) {
 // newest first, filtered by To, From and DateSent (DateSent, DateSent<,
 // DateSent>: by UTC day only, as Twilio compares them), one page at a time.
 func (s *Server) handleListMessages(w http.ResponseWriter, r *http.Request) {
-	q, ok := s.lookup(w, r, "Messages")
+	q, ok := s.lookup(w, r, "Messages", r.URL.Query())
 	if !ok {
 		return
 	}
@@ -74,14 +77,17 @@ func (s *Server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	writePage(s, w, q, "Messages", "messages", items,
 		func(m Message) string { return m.SID },
-		func(m Message) any { return s.messageJSON(m, listedMessageStatus, twilioDate(m.At)) })
+		func(m Message) any {
+			return s.messageJSON(m, s.messageStatus(m.SID, listedMessageStatus), twilioDate(m.At))
+		})
 }
 
 // handleListCalls answers GET Calls.json: the calls placed so far, newest
-// first, filtered by To, From, Status and StartTime (by UTC day). No call in the
-// fake ever ends, so an EndTime filter matches none.
+// first, filtered by To, From, Status and StartTime (by UTC day). The fake
+// gives no call an end_time (whatever SetCallStatus says), so an EndTime filter
+// matches none.
 func (s *Server) handleListCalls(w http.ResponseWriter, r *http.Request) {
-	q, ok := s.lookup(w, r, "Calls")
+	q, ok := s.lookup(w, r, "Calls", r.URL.Query())
 	if !ok {
 		return
 	}
@@ -98,19 +104,19 @@ func (s *Server) handleListCalls(w http.ResponseWriter, r *http.Request) {
 	var items []CallRecord
 	for _, c := range newestFirst(s.Calls(), func(c CallRecord) time.Time { return c.At }) {
 		if !ended && match(q, "To", c.To) && match(q, "From", c.From) &&
-			match(q, "Status", listedCallStatus) && startedOn(c.At) {
+			match(q, "Status", s.callStatus(c.SID, listedCallStatus)) && startedOn(c.At) {
 			items = append(items, c)
 		}
 	}
 	writePage(s, w, q, "Calls", "calls", items,
 		func(c CallRecord) string { return c.SID },
-		func(c CallRecord) any { return s.callJSON(c, listedCallStatus, twilioDate(c.At)) })
+		func(c CallRecord) any { return s.callJSON(c, s.callStatus(c.SID, listedCallStatus), twilioDate(c.At)) })
 }
 
-// lookup checks auth, account and injected faults for a GET of a list, and
-// records it. It returns the query and false when it has already answered.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, resource string) (url.Values, bool) {
-	q := r.URL.Query()
+// lookup checks auth, account and injected faults for a GET, and records it
+// (with q, what Lookup.Query shows) when it refuses it. It returns q, and false
+// when it has already answered.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, resource string, q url.Values) (url.Values, bool) {
 	if user, pass, ok := r.BasicAuth(); !ok || user != s.accountSID || pass != s.authToken {
 		s.refuseLookup(w, resource, q, http.StatusUnauthorized, 20003)
 		return nil, false
@@ -229,10 +235,15 @@ func writePage[T any](s *Server, w http.ResponseWriter, q url.Values, resource, 
 }
 
 // messageJSON is a message as Twilio writes it, in the answer to a create
-// (dateSent nil) and in lists.
-func (s *Server) messageJSON(m Message, status string, dateSent any) map[string]any {
+// (dateSent nil), in lists and alone: with st's status, and its error code
+// (null when 0) and Twilio's text for it.
+func (s *Server) messageJSON(m Message, st messageState, dateSent any) map[string]any {
 	uri := "/" + apiVersion + "/Accounts/" + s.accountSID + "/Messages/" + m.SID + ".json"
 	date := twilioDate(m.At)
+	var code, text any
+	if st.errorCode != 0 {
+		code, text = st.errorCode, errorMessage(st.errorCode)
+	}
 	return map[string]any{
 		"account_sid":           s.accountSID,
 		"api_version":           apiVersion,
@@ -241,8 +252,8 @@ func (s *Server) messageJSON(m Message, status string, dateSent any) map[string]
 		"date_sent":             dateSent,
 		"date_updated":          date,
 		"direction":             "outbound-api",
-		"error_code":            nil,
-		"error_message":         nil,
+		"error_code":            code,
+		"error_message":         text,
 		"from":                  nullIfEmpty(m.From),
 		"messaging_service_sid": nullIfEmpty(m.MessagingServiceSID),
 		"num_media":             "0",
@@ -250,7 +261,7 @@ func (s *Server) messageJSON(m Message, status string, dateSent any) map[string]
 		"price":                 nil,
 		"price_unit":            "USD",
 		"sid":                   m.SID,
-		"status":                status,
+		"status":                st.status,
 		"subresource_uris":      map[string]string{"media": strings.TrimSuffix(uri, ".json") + "/Media.json"},
 		"to":                    m.To,
 		"uri":                   uri,
@@ -258,7 +269,7 @@ func (s *Server) messageJSON(m Message, status string, dateSent any) map[string]
 }
 
 // callJSON is a call as Twilio writes it, in the answer to a create (startTime
-// nil) and in lists.
+// nil), in lists and alone.
 func (s *Server) callJSON(c CallRecord, status string, startTime any) map[string]any {
 	uri := "/" + apiVersion + "/Accounts/" + s.accountSID + "/Calls/" + c.SID + ".json"
 	date := twilioDate(c.At)

@@ -1,11 +1,21 @@
 // Package smstest is a fake Twilio for tests: an httptest server that speaks
 // enough of Twilio's REST API (POST Messages.json and Calls.json, the GET lists
-// of both with their filters and paging, basic auth, Twilio's JSON answers and
-// error bodies) for twilio-go and package sms, records
-// what was sent, lets a test wait for sends without sleeping, and injects faults
-// (error codes per number, 429 storms, slow or hung answers). It also builds the
-// signed webhook requests Twilio would make to Vigil (PostSigned, InboundSMS,
-// MessageStatus, CallStatus, Gather).
+// of both with their filters and paging, GET Messages/{Sid}.json and
+// Calls/{Sid}.json for one message or call, basic auth, Twilio's JSON answers
+// and error bodies) for twilio-go and package sms, records what was sent and
+// looked up, lets a test wait for sends and look-ups without sleeping, and
+// injects faults (error codes per number, 429 storms, slow or hung answers,
+// failed look-ups). It also builds the signed webhook requests Twilio would make
+// to Vigil (PostSigned, InboundSMS, MessageStatus, CallStatus, Gather).
+//
+// The fake does not model a message's or a call's progress. A GET of one
+// message or call answers it as a network where everything arrives would:
+// "delivered" (error_code null) for a message, "completed" for a call; the lists
+// show every message as "sent" and every call as "ringing" (see list.go).
+// SetMessageStatus and SetCallStatus change the status (and a message's
+// error_code and error_message) that later GETs of the one record and of the
+// lists answer. A GET of a SID the fake did not accept (an inbound SMS's, or
+// another account's) is answered 404 with code 20404, as Twilio does.
 package smstest
 
 import (
@@ -112,6 +122,8 @@ type Server struct {
 	failNext  []fault
 	failLists []fault
 	lookups   []Lookup
+	msgStatus map[string]messageState // set by SetMessageStatus
+	callState map[string]string       // set by SetCallStatus
 	failSMS   map[string]fault
 	failCalls map[string]fault
 	gates     map[string]gate
@@ -131,6 +143,8 @@ func NewServer(t testing.TB, accountSID string, opts ...Option) *Server {
 		failSMS:    map[string]fault{},
 		failCalls:  map[string]fault{},
 		gates:      map[string]gate{},
+		msgStatus:  map[string]messageState{},
+		callState:  map[string]string{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -140,6 +154,9 @@ func NewServer(t testing.TB, accountSID string, opts ...Option) *Server {
 	mux.HandleFunc("POST /"+apiVersion+"/Accounts/{AccountSid}/Calls.json", s.handleCall)
 	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Messages.json", s.handleListMessages)
 	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Calls.json", s.handleListCalls)
+	// A wildcard is a whole path segment: the handlers cut ".json" off {Sid}.
+	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Messages/{Sid}", s.handleFetchMessage)
+	mux.HandleFunc("GET /"+apiVersion+"/Accounts/{AccountSid}/Calls/{Sid}", s.handleFetchCall)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, 20404)
 	})
@@ -274,7 +291,8 @@ func (s *Server) WaitAttempts(timeout time.Duration, ready func([]Attempt) bool)
 	return wait(s, timeout, "attempts", s.Attempts, ready)
 }
 
-// WaitLookups is WaitSent for GETs of the lists.
+// WaitLookups is WaitSent for GETs of the lists and of single messages and
+// calls.
 func (s *Server) WaitLookups(timeout time.Duration, ready func([]Lookup) bool) []Lookup {
 	s.t.Helper()
 	return wait(s, timeout, "lookups", s.Lookups, ready)
@@ -470,7 +488,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 	if from == "" {
 		status = "accepted" // a messaging service picks the sender later
 	}
-	writeJSON(w, http.StatusCreated, s.messageJSON(m, status, nil))
+	writeJSON(w, http.StatusCreated, s.messageJSON(m, messageState{status: status}, nil))
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
@@ -552,6 +570,21 @@ var errorMessages = map[int]string{
 	21614: "'To' number is not a valid mobile number",
 	21617: "The concatenated message body exceeds the 1600 character limit.",
 	21624: "Invalid validity period value",
+	30003: "Unreachable destination handset",
+	30004: "Message blocked",
+	30005: "Unknown destination handset",
+	30006: "Landline or unreachable carrier",
+	30007: "Message filtered",
+	30008: "Unknown error",
+	30036: "Validity period expired",
+}
+
+// errorMessage is Twilio's text for code.
+func errorMessage(code int) string {
+	if msg, ok := errorMessages[code]; ok {
+		return msg
+	}
+	return "Error " + strconv.Itoa(code)
 }
 
 // writeError answers like Twilio: {"code":...,"message":...,"more_info":...,
@@ -563,13 +596,9 @@ func writeError(w http.ResponseWriter, status, code int) {
 		fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>\n", status, http.StatusText(status))
 		return
 	}
-	msg, ok := errorMessages[code]
-	if !ok {
-		msg = "Error " + strconv.Itoa(code)
-	}
 	writeJSON(w, status, map[string]any{
 		"code":      code,
-		"message":   msg,
+		"message":   errorMessage(code),
 		"more_info": "https://www.twilio.com/docs/errors/" + strconv.Itoa(code),
 		"status":    status,
 	})
