@@ -17,6 +17,7 @@ func (k keys) openAlerts(s string) string    { return k.school(s) + "alerts:open
 func (k keys) alerts(s string) string        { return k.school(s) + "alerts" } // zset by raised ms
 func (k keys) code(s, code string) string    { return k.school(s) + "code:" + code }
 func (k keys) timers(s string) string        { return k.school(s) + "timers" }
+func (k keys) receiptChecks(s string) string { return k.school(s) + "rchecks" } // zset by next check ms
 func (k keys) outbox(s string, prio int) string {
 	return k.school(s) + "outbox:" + string(rune('0'+prio))
 }

@@ -39,9 +39,10 @@ if #args > 0 then redis.call('ZADD', KEYS[1], unpack(args)) end
 return due
 `)
 
-// messageScript records what happened to a claimed message, if the claim still holds.
+// messageScript records what happened to a claimed message, if the claim still holds
+// (and ends or moves a claimed receipt check: moveCheck).
 //
-// KEYS[1]: the outbox queue; KEYS[2]: the message hash.
+// KEYS[1]: the outbox queue (or the receipt-check set); KEYS[2]: the message hash.
 // ARGV[1]: member; ARGV[2]: the lease score this replica holds; ARGV[3]: the new
 // score, or "" to take the member off the queue; ARGV[4]: how much to add to
 // attempts; ARGV[5...]: field, value pairs to set on the hash.
@@ -219,8 +220,8 @@ type EarlyReceipt struct {
 }
 
 // RecordSent notes that Twilio accepted the message, indexes its SID for delivery
-// receipts, and takes any receipt for that SID that came first (early, nil when
-// none: see KeepPendingReceipt).
+// receipts, lists an alert's receipt check (checks.go), and takes any receipt for
+// that SID that came first (early, nil when none: see KeepPendingReceipt).
 //
 // On a single Redis (or Sentinel) all three go in one round trip, in that order,
 // so a receipt kept after the take finds the SID indexed. On a Cluster, where the
@@ -232,6 +233,7 @@ func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time
 	var rec *redis.Cmd
 	var index *redis.StatusCmd
 	var take *redis.StringCmd
+	var check *redis.IntCmd
 	// Each command's own error is read below (a missing receipt is redis.Nil).
 	_, _ = s.pipelineScripts(ctx, []*redis.Script{messageScript}, func(p redis.Pipeliner) {
 		if take != nil && take.Err() == nil {
@@ -242,6 +244,10 @@ func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time
 			o.Member, o.Lease, "", 0, "state", "sent", "sid", sid, "sent_at", now.UnixMilli())
 		if sid != "" {
 			index = p.Set(ctx, s.k.twilioSID(sid), o.School+"\x00"+o.Member, 14*24*time.Hour)
+			if at := s.receiptCheckAt(o, now); !at.IsZero() {
+				// NX: a repeated record does not put a check further off.
+				check = p.ZAddNX(ctx, s.k.receiptChecks(o.School), redis.Z{Score: float64(at.UnixMilli()), Member: o.Member})
+			}
 			if !cluster {
 				take = p.GetDel(ctx, s.k.pendingReceipt(sid))
 			}
@@ -263,6 +269,9 @@ func (s *Store) RecordSent(ctx context.Context, o Outgoing, sid string, now time
 	}
 	if index != nil && index.Err() != nil {
 		return early, fmt.Errorf("index sid %s: %w", sid, index.Err())
+	}
+	if check != nil && check.Err() != nil {
+		return early, fmt.Errorf("list receipt check of %s: %w", o.Member, check.Err())
 	}
 	if rec.Err() != nil {
 		return early, fmt.Errorf("record message %s: %w", o.Member, rec.Err())
@@ -334,13 +343,29 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 	if settled {
 		handled = status
 	}
-	return true, !settled, s.rdb.HSet(ctx, key, "delivery", status, "error_code", code, "handled", handled).Err()
+	return true, !settled, s.handled(ctx, school, id, status, settled,
+		"delivery", status, "error_code", code, "handled", handled)
 }
 
 // DeliveryHandled records that the status RecordDelivery reported pending has been
 // handled, so that a repeat of the receipt does nothing.
 func (s *Store) DeliveryHandled(ctx context.Context, school, id, status string) error {
-	return s.rdb.HSet(ctx, s.k.message(school, id), "handled", status).Err()
+	return s.handled(ctx, school, id, status, true, "handled", status)
+}
+
+// handled sets fields on a message; once a final status is handled (done), its
+// receipt check is ended in the same transaction.
+func (s *Store) handled(ctx context.Context, school, id, status string, done bool, fields ...any) error {
+	key := s.k.message(school, id)
+	if !done || !visit.FinalStatus(status) {
+		return s.rdb.HSet(ctx, key, fields...).Err()
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, fields...)
+		p.ZRem(ctx, s.k.receiptChecks(school), id)
+		return nil
+	})
+	return err
 }
 
 // pendingReceiptTTL is how long a receipt that arrived before its send was recorded

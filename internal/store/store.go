@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -52,6 +53,9 @@ type Store struct {
 	log  *slog.Logger
 	// dir caches the directory (dircache.go); nil in a store made by NewWithClient.
 	dir *dirCache
+	// receiptCheck is how long after an alert message is sent its receipt check
+	// falls due (a time.Duration; CheckReceiptsAfter).
+	receiptCheck atomic.Int64
 }
 
 // Open connects to Redis as opts say. With no URL, sentinel or cluster it starts an
@@ -70,6 +74,7 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 		opts.KeyPrefix = "vigil:"
 	}
 	s := &Store{k: keys{prefix: opts.KeyPrefix}, log: log.With("component", "store")}
+	s.receiptCheck.Store(int64(DefaultReceiptCheck))
 	// ContextTimeoutEnabled: a context's deadline also bounds the wait for Redis
 	// (otherwise only the client's own 5 s timeouts and retries do), so a webhook that
 	// must answer Twilio in time, or a health check, is not held past its deadline by
@@ -113,7 +118,9 @@ func NewWithClient(rdb redis.UniversalClient, prefix string, log *slog.Logger) *
 	if prefix == "" {
 		prefix = "vigil:"
 	}
-	return &Store{rdb: rdb, k: keys{prefix: prefix}, log: log.With("component", "store")}
+	s := &Store{rdb: rdb, k: keys{prefix: prefix}, log: log.With("component", "store")}
+	s.receiptCheck.Store(int64(DefaultReceiptCheck))
+	return s
 }
 
 // Close releases the connection (and stops the embedded store).

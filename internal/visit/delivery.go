@@ -10,6 +10,19 @@ import (
 // Twilio's code for a number that opted out of SMS (texted STOP).
 const CodeOptedOut = 21610
 
+// finalStatus holds the statuses after which Twilio reports nothing more of a
+// message (delivered, undelivered, failed, canceled, read) or of a call (completed,
+// busy, no-answer, failed, canceled).
+var finalStatus = map[string]bool{
+	"delivered": true, "undelivered": true, "failed": true, "canceled": true, "read": true,
+	"completed": true, "busy": true, "no-answer": true,
+}
+
+// FinalStatus reports whether status is the last one Twilio gives a message or
+// call. Others (queued, sending, sent, ringing, in-progress, ...) may still be
+// followed by a failure: "sent" only means a carrier took the SMS.
+func FinalStatus(status string) bool { return finalStatus[status] }
+
 // callsToo reports whether an alert message to r also goes as a voice call: panic
 // and duress alerts and the police level always do; other levels are called when
 // the alert comes round again and nobody has taken charge.
