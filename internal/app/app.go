@@ -78,6 +78,12 @@ type Options struct {
 	// WebhookPatience and OnWebhookRetry are web.Options' Patience and OnRetry (tests).
 	WebhookPatience time.Duration
 	OnWebhookRetry  func(path string, err error)
+	// ReceiptCheckAfter is how long after an alert message is sent Twilio is asked
+	// for a receipt that has not come (default store.DefaultReceiptCheck; negative:
+	// never, for load runs whose fake Twilio sends no receipts). ReceiptCheckEvery
+	// is how often due checks are looked for (default 15 s).
+	ReceiptCheckAfter time.Duration
+	ReceiptCheckEvery time.Duration
 }
 
 // App is a built Vigil daemon.
@@ -88,6 +94,7 @@ type App struct {
 	service   *service.Service
 	scheduler *scheduler.Scheduler
 	notifier  *notify.Dispatcher
+	receipts  *notify.ReceiptChecker // nil when receipts are never checked
 	jobs      *jobs.Runner
 	server    *http.Server
 	listener  net.Listener
@@ -125,6 +132,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
+	if o.ReceiptCheckAfter != 0 {
+		st.CheckReceiptsAfter(o.ReceiptCheckAfter)
+	}
 	if err := st.SyncDirectory(ctx, cfg.Schools(), cfg.Officers()); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("load directory: %w", err)
@@ -211,6 +221,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			}
 		},
 	})
+	if fetcher, ok := sender.(notify.StatusFetcher); ok && o.ReceiptCheckAfter >= 0 {
+		a.receipts = notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+			Store: st, Twilio: fetcher, Now: o.Now, Log: o.Log, Every: o.ReceiptCheckEvery,
+			Metrics: notify.NewReceiptMetrics(a.registry),
+			Handle: func(ctx context.Context, sid, status string, code int) error {
+				return a.service.HandleReceipt(ctx, service.Receipt{SID: sid, Status: status, ErrorCode: code})
+			},
+		})
+	}
 	var sched *scheduler.Scheduler
 	a.service = service.New(service.Options{
 		Store: st, Policy: Policy(cfg), Location: loc, Now: o.Now, Log: o.Log, Metrics: svcMetrics,
@@ -426,6 +445,9 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	loops.Go(func() error { return a.scheduler.Run(loopCtx) })
 	loops.Go(func() error { return a.jobs.Run(loopCtx) })
+	if a.receipts != nil {
+		loops.Go(func() error { return a.receipts.Run(loopCtx) })
+	}
 	senderDone := make(chan error, 1)
 	go func() { senderDone <- a.notifier.Run(sendCtx) }()
 	if a.cfg.Monitoring.HeartbeatURL != "" {
@@ -480,4 +502,10 @@ func (a *App) heartbeat(ctx context.Context) error {
 
 // Wake makes the scheduler and the dispatcher look for work now (tests that move a
 // fake clock call it; in production commits and pub/sub do).
-func (a *App) Wake() { a.scheduler.Wake(); a.notifier.Wake() }
+func (a *App) Wake() {
+	a.scheduler.Wake()
+	a.notifier.Wake()
+	if a.receipts != nil {
+		a.receipts.Wake()
+	}
+}

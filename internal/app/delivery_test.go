@@ -195,3 +195,49 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// An alert SMS whose "undelivered" receipt never reaches Vigil (Twilio sends a
+// status callback once; Vigil was down, or Redis out for longer than the webhook
+// waits) is still re-routed as a call: a minute after the send, with no final
+// receipt in, Vigil asks Twilio for the status. The other contact's SMS, which
+// Twilio reports delivered, is recorded so and not re-routed.
+func TestLostUndeliveredReceiptFoundByAskingTwilio(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.overdue(d)
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool {
+		return len(e.sentTo(officePhone)) == 1 && len(e.sentTo(office2Phone)) == 1
+	})
+	toOffice, toOffice2 := e.twilio.SentTo(officePhone)[0], e.twilio.SentTo(office2Phone)[0]
+	e.twilio.SetMessageStatus(toOffice.SID, "undelivered", 30003)
+	// Both sends are recorded (so their checks listed) before the clock moves.
+	if !pollUntil(10*time.Second, func() bool {
+		checks, err := d.Store().ReceiptChecks(t.Context(), "bishop-lonsdale")
+		return err == nil && len(checks) == 2
+	}) {
+		t.Fatal("the alert SMS were not recorded sent")
+	}
+
+	e.advance(time.Minute, d)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone || !strings.Contains(calls[0].TwiML, "Jane Doe has not checked in") {
+		t.Fatalf("call = %+v, want the office called about Jane", calls[0])
+	}
+	// A check's end is announced by nothing but the metric: poll it.
+	const final = `vigil_receipt_checks_total{result="final"}`
+	if !pollUntil(10*time.Second, func() bool { return metricLine(t, d, final) == final+" 2" }) {
+		t.Fatalf("metric: %q, want both checks counted final", metricLine(t, d, final))
+	}
+	if _, _, state, err := d.Store().MessageBySID(t.Context(), toOffice2.SID); err != nil || state != "delivered" {
+		t.Fatalf("the second contact's SMS is recorded %q (%v), want delivered", state, err)
+	}
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	for _, c := range e.twilio.Calls() {
+		if c.To == office2Phone {
+			t.Errorf("the contact whose SMS was delivered was called: %+v", c)
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package notify_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-safety/vigil/internal/notify"
+	"github.com/vigil-safety/vigil/internal/redistest"
+	"github.com/vigil-safety/vigil/internal/sms"
+	"github.com/vigil-safety/vigil/internal/store"
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// twilioStatuses is a fake of Twilio's message resource: the status it reports
+// for each SID, and how often each was asked about.
+type twilioStatuses struct {
+	mu     sync.Mutex
+	status map[string]sms.Status
+	fail   map[string]error
+	asked  map[string]int
+}
+
+func (f *twilioStatuses) FetchStatus(_ context.Context, sid string) (sms.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked[sid]++
+	if err := f.fail[sid]; err != nil {
+		return sms.Status{}, err
+	}
+	return f.status[sid], nil
+}
+
+func (f *twilioStatuses) set(sid, status string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status[sid] = sms.Status{MessageSID: sid, Status: status, ErrorCode: code}
+}
+
+func (f *twilioStatuses) times(sid string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[sid]
+}
+
+// sent commits alert messages and records each sent at 'at' under "SM"+its ID.
+func sent(t *testing.T, st *store.Store, at time.Time, ids ...string) {
+	t.Helper()
+	var ms []visit.Message
+	for _, id := range ids {
+		ms = append(ms, visit.Message{ID: id, School: "s1", Kind: visit.KindAlert, Channel: visit.ChannelSMS, To: "+447700900201", Body: "OVERDUE", Priority: visit.PriorityAlert})
+	}
+	ch := store.Change{Result: visit.Result{Messages: ms}, Now: at, ClaimFor: time.Minute}
+	if err := st.Begin("s1").Commit(t.Context(), ch); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ch.Claimed("s1") {
+		if _, err := st.RecordSent(t.Context(), o, "SM"+o.Msg.ID, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.PutSchool(t.Context(), visit.School{ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type handled struct {
+	sid, status string
+	code        int
+}
+
+// A message whose final receipt has not come is asked about a minute after its
+// send, then again after waits that grow with its age; a final status found is
+// handled as its receipt would have been, once. A message Twilio never finishes
+// is given up after an hour; a Twilio error leaves the check to be done again; a
+// status recorded but not handled (a half-finished receipt) is handled without
+// asking Twilio.
+func TestReceiptChecker(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	sent(t, st, t0, "late", "never", "flaky", "half")
+	if _, _, err := st.RecordDelivery(t.Context(), "s1", "half", "undelivered", 30005, false); err != nil {
+		t.Fatal(err)
+	}
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	tw.set("SMlate", "sent", 0)
+	tw.set("SMnever", "sent", 0)
+	tw.fail["SMflaky"] = &sms.Error{HTTPStatus: 503, Retryable: true}
+	var got []handled
+	now := t0
+	metrics := notify.NewReceiptMetrics(prometheus.NewRegistry())
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Metrics: metrics, Now: func() time.Time { return now },
+		Handle: func(_ context.Context, sid, status string, code int) error {
+			got = append(got, handled{sid, status, code})
+			return nil
+		},
+		Parallel: 1,
+	})
+	sweep := func(at time.Duration) int {
+		t.Helper()
+		now = t0.Add(at)
+		return c.Sweep(t.Context())
+	}
+
+	if n := sweep(59 * time.Second); n != 0 {
+		t.Fatalf("%d checks claimed before the minute was up", n)
+	}
+	sweep(time.Minute)
+	if len(got) != 1 || got[0] != (handled{"SMhalf", "undelivered", 30005}) || tw.times("SMhalf") != 0 {
+		t.Fatalf("handled %+v (Twilio asked about it %d times); want the recorded failure of 'half' handled, Twilio not asked", got, tw.times("SMhalf"))
+	}
+	if tw.times("SMlate") != 1 || tw.times("SMflaky") != 1 {
+		t.Fatalf("asked about late %d, flaky %d times; want once each", tw.times("SMlate"), tw.times("SMflaky"))
+	}
+	checks, _ := st.ReceiptChecks(t.Context(), "s1")
+	if !checks["late"].Equal(t0.Add(2*time.Minute)) || !checks["flaky"].Equal(t0.Add(2*time.Minute)) || len(checks) != 3 {
+		t.Fatalf("checks = %v; want late and flaky a minute on, never listed, half done", checks)
+	}
+	// Asked again at 2 minutes: still "sent", so next after another 2.
+	delete(tw.fail, "SMflaky")
+	tw.set("SMflaky", "delivered", 0)
+	sweep(2 * time.Minute)
+	if checks, _ = st.ReceiptChecks(t.Context(), "s1"); !checks["late"].Equal(t0.Add(4*time.Minute)) || len(checks) != 2 {
+		t.Fatalf("checks = %v; want late due at 4 minutes, flaky done", checks)
+	}
+	tw.set("SMlate", "undelivered", 30003)
+	if sweep(4*time.Minute-time.Millisecond) != 0 || tw.times("SMlate") != 2 {
+		t.Fatal("asked about 'late' before its check was due again")
+	}
+	sweep(4 * time.Minute)
+	want := []handled{{"SMhalf", "undelivered", 30005}, {"SMflaky", "delivered", 0}, {"SMlate", "undelivered", 30003}}
+	if len(got) != 3 || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("handled %+v, want %+v", got, want)
+	}
+	// 'never' stays "sent": asked at most every 5 minutes, then given up.
+	for at := 5 * time.Minute; at <= 65*time.Minute; at += time.Minute {
+		sweep(at)
+	}
+	if checks, _ = st.ReceiptChecks(t.Context(), "s1"); len(checks) != 0 {
+		t.Fatalf("checks past the hour = %v, want none", checks)
+	}
+	if n := tw.times("SMnever"); n < 12 || n > 16 {
+		t.Errorf("asked about 'never' %d times in an hour, want every 1-5 minutes", n)
+	}
+	if len(got) != 3 {
+		t.Errorf("handled %+v: a status that never became final was handled", got)
+	}
+	for result, want := range map[string]float64{notify.CheckFinal: 2, notify.CheckError: 1, notify.CheckGaveUp: 1} {
+		if n := testutil.ToFloat64(metrics.WithLabelValues(result)); n != want {
+			t.Errorf("vigil_receipt_checks_total{result=%q} = %v, want %v", result, n, want)
+		}
+	}
+}
+
+// A check whose handling fails stays due and is done again when its lease has run
+// out; a replica that lost the claim meanwhile cannot end it.
+func TestReceiptCheckRetriedAfterAFailedHandling(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	sent(t, st, t0, "a")
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	tw.set("SMa", "failed", 30008)
+	fail := errors.New("redis went away")
+	var tries int
+	now := t0.Add(time.Minute)
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return now }, Lease: 30 * time.Second,
+		Handle: func(context.Context, string, string, int) error {
+			tries++
+			return fail
+		},
+	})
+	c.Sweep(t.Context())
+	now = now.Add(29 * time.Second)
+	c.Sweep(t.Context())
+	if tries != 1 {
+		t.Fatalf("handled %d times inside the lease, want 1", tries)
+	}
+	fail = nil
+	now = now.Add(time.Second)
+	c.Sweep(t.Context())
+	if tries != 2 {
+		t.Fatalf("handled %d times once the lease ran out, want 2", tries)
+	}
+	if checks, _ := st.ReceiptChecks(t.Context(), "s1"); len(checks) != 0 {
+		t.Fatalf("checks = %v after the handling went through, want none", checks)
+	}
+}
