@@ -44,8 +44,8 @@ type ReceiptCheckOptions struct {
 	// Lease is how long a claimed check is held (default 1 min).
 	Lease time.Duration
 	// Again is the shortest wait before Twilio is asked again about a message that
-	// has no final status yet (default 1 min). The wait grows with the message's
-	// age, up to 5 minutes.
+	// has no final status yet, or when asking failed (default 1 min). The wait
+	// grows with the message's age, up to 5 minutes.
 	Again time.Duration
 	// GiveUp is how long after the send Twilio stops being asked (default 1 h):
 	// an alert SMS's validity period (twilio.validity_period) is far shorter, and
@@ -218,7 +218,7 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 		return CheckGaveUp
 	case err != nil:
 		c.o.Log.Warn("receipt check: asking Twilio failed; will ask again", "msg", d.Member, "sid", m.SID, "err", err)
-		c.deferCheck(ctx, d, now.Add(c.o.Again))
+		c.deferCheck(ctx, d, now.Add(c.wait(age)))
 		return CheckError
 	case visit.FinalStatus(st.Status):
 		c.o.Log.Warn("delivery receipt never came; Twilio reports a final status", "msg", d.Member, "kind", m.Msg.Kind,
@@ -234,9 +234,16 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 		c.end(ctx, d)
 		return CheckGaveUp
 	default:
-		c.deferCheck(ctx, d, now.Add(min(max(age, c.o.Again), maxAgain)))
+		c.deferCheck(ctx, d, now.Add(c.wait(age)))
 		return CheckNotFinal
 	}
+}
+
+// wait is how long to wait before asking again about a message sent age ago: the
+// age itself (so the questions thin out as the message gets older), at least
+// Again and at most maxAgain.
+func (c *ReceiptChecker) wait(age time.Duration) time.Duration {
+	return min(max(age, c.o.Again), maxAgain)
 }
 
 // end takes the check off; a check already gone (the handled receipt took it off,
