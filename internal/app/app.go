@@ -132,7 +132,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.store = st
-	if o.ReceiptCheckAfter != 0 {
+	switch {
+	case cfg.Twilio.Console():
+		// The console has no receipts to lose: nothing is listed or checked.
+		st.CheckReceiptsAfter(0)
+	case o.ReceiptCheckAfter != 0:
 		st.CheckReceiptsAfter(o.ReceiptCheckAfter)
 	}
 	if err := st.SyncDirectory(ctx, cfg.Schools(), cfg.Officers()); err != nil {
@@ -221,7 +225,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			}
 		},
 	})
-	if fetcher, ok := sender.(notify.StatusFetcher); ok && o.ReceiptCheckAfter >= 0 {
+	if fetcher, ok := sender.(notify.StatusFetcher); ok && !cfg.Twilio.Console() && o.ReceiptCheckAfter >= 0 {
 		a.receipts = notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 			Store: st, Twilio: fetcher, Now: o.Now, Log: o.Log, Every: o.ReceiptCheckEvery,
 			Metrics: notify.NewReceiptMetrics(a.registry),

@@ -96,28 +96,3 @@ func (c *Console) FindSent(ctx context.Context, to, body string, since time.Time
 func (c *Console) FindCall(ctx context.Context, to string, since time.Time) (string, bool, error) {
 	return "", false, nil
 }
-
-// FetchStatus reports a message or call the Console made as delivered, as
-// Client.FetchStatus does for Twilio's: the console is the only place its messages
-// go, so a printed one has arrived (one it could not print got an error from
-// SendSMS or PlaceCall, and no SID). The Console keeps nothing per send, so a call
-// too is "delivered", which callers take as final and not failed, as they take a
-// call's "completed". FindSent and FindCall answer "not found" on purpose: they
-// look for a send whose outcome is unknown, which a Console never leaves.
-//
-// A SID the Console did not make, such as a Twilio SID from before credentials
-// were removed, is an *Error for which IsNotFound is true.
-func (c *Console) FetchStatus(ctx context.Context, sid string) (Status, error) {
-	if err := ctx.Err(); err != nil {
-		return Status{}, &Error{Retryable: true, reason: "canceled", Err: err}
-	}
-	rest, ok := strings.CutPrefix(sid, "CONSOLE-")
-	n, err := strconv.Atoi(rest)
-	c.mu.Lock()
-	made := c.n
-	c.mu.Unlock()
-	if !ok || err != nil || n < 1 || n > made || strconv.Itoa(n) != rest {
-		return Status{}, &Error{Code: CodeNotFound, reason: "not_found", Err: fmt.Errorf("fetch status: the console made no %s", sid)}
-	}
-	return Status{MessageSID: sid, Status: "delivered"}, nil
-}

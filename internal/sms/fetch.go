@@ -9,16 +9,6 @@ import (
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 )
 
-// Both drivers answer FetchStatus.
-var (
-	_ interface {
-		FetchStatus(context.Context, string) (Status, error)
-	} = (*Client)(nil)
-	_ interface {
-		FetchStatus(context.Context, string) (Status, error)
-	} = (*Console)(nil)
-)
-
 // sidKind is what a SID names, read from its two-letter prefix.
 type sidKind int
 
@@ -93,8 +83,7 @@ func (c *Client) FetchStatus(ctx context.Context, sid string) (Status, error) {
 
 // IsNotFound reports whether err is (or wraps) the *Error FetchStatus returns
 // when Twilio has no message or call with the SID asked for: one Vigil never
-// created with this account, or one Twilio no longer keeps. Console's
-// FetchStatus says the same of SIDs it did not make.
+// created with this account, or one Twilio no longer keeps.
 func IsNotFound(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.reason == "not_found"

@@ -1,7 +1,6 @@
 package sms_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -202,35 +201,4 @@ func TestFetchStatusUnreadableAnswerIsRetryable(t *testing.T) {
 			checkError(t, err, sms.Error{HTTPStatus: 200, Retryable: true}, "bad_response")
 		})
 	}
-}
-
-// The console's sends are delivered (it is the only place they go); a SID it did
-// not make is not found.
-func TestConsoleFetchStatus(t *testing.T) {
-	t.Parallel()
-	c := sms.NewConsole(&discard{})
-	ctx := t.Context()
-	msg, err := c.SendSMS(ctx, sms.Outbound{To: officer, Body: "PANIC"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	call, err := c.PlaceCall(ctx, sms.Call{To: office, TwiML: "<Response/>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sid := range []string{msg, call} {
-		if got, err := c.FetchStatus(ctx, sid); err != nil || got != (sms.Status{MessageSID: sid, Status: "delivered"}) {
-			t.Errorf("FetchStatus(%s) = %+v, %v; want delivered", sid, got, err)
-		}
-	}
-	// SIDs it did not make: not found, like Twilio's answer.
-	for _, sid := range []string{"CONSOLE-3", "CONSOLE-0", "CONSOLE-01", "CONSOLE-x", "SM" + fmt.Sprintf("%032x", 1), "CA1", "AC1"} {
-		if _, err := c.FetchStatus(ctx, sid); !sms.IsNotFound(err) {
-			t.Errorf("FetchStatus(%q) = %v, want not found", sid, err)
-		}
-	}
-	canceled, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = c.FetchStatus(canceled, msg)
-	checkError(t, err, sms.Error{Retryable: true}, "canceled")
 }
