@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-safety/vigil/internal/app"
 	"github.com/vigil-safety/vigil/internal/config"
 	"github.com/vigil-safety/vigil/internal/store"
 	"github.com/vigil-safety/vigil/internal/web/console"
@@ -65,10 +66,7 @@ func openUserStoreConfig(ctx context.Context, path string, stderr io.Writer) (*s
 		return nil, nil, false
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(ctx, store.Options{
-		URL: cfg.Redis.URL, SentinelMaster: cfg.Redis.Sentinel.Master, SentinelAddrs: cfg.Redis.Sentinel.Addrs,
-		ClusterAddrs: cfg.Redis.ClusterAddrs, KeyPrefix: cfg.Redis.KeyPrefix,
-	}, log)
+	st, err := app.OpenStore(ctx, cfg.Redis, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil user: %v\n", err)
 		return nil, nil, false

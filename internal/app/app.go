@@ -124,10 +124,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, fmt.Errorf("timezone: %w", err)
 	}
 
-	st, err := store.Open(ctx, store.Options{
-		URL: cfg.Redis.URL, SentinelMaster: cfg.Redis.Sentinel.Master, SentinelAddrs: cfg.Redis.Sentinel.Addrs,
-		ClusterAddrs: cfg.Redis.ClusterAddrs, KeyPrefix: cfg.Redis.KeyPrefix,
-	}, o.Log)
+	st, err := OpenStore(ctx, cfg.Redis, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +284,20 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return a, nil
+}
+
+// OpenStore connects to the Redis cfg names (store.Open), with its credentials and
+// TLS settings.
+func OpenStore(ctx context.Context, cfg config.Redis, log *slog.Logger) (*store.Store, error) {
+	t, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, store.Options{
+		URL: cfg.URL, SentinelMaster: cfg.Sentinel.Master, SentinelAddrs: cfg.Sentinel.Addrs,
+		ClusterAddrs: cfg.ClusterAddrs, KeyPrefix: cfg.KeyPrefix,
+		Username: cfg.Username, Password: cfg.Password, SentinelPassword: cfg.Sentinel.Password, TLS: t,
+	}, log)
 }
 
 // console builds the office console and the directory API into webOpts. With the

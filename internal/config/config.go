@@ -4,6 +4,10 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
 	"time"
 )
 
@@ -35,12 +39,53 @@ type Redis struct {
 	Sentinel     Sentinel `mapstructure:"sentinel"`
 	ClusterAddrs []string `mapstructure:"cluster_addrs"`
 	KeyPrefix    string   `mapstructure:"key_prefix"`
+	// Username and Password authenticate to the Redis servers of a Sentinel or
+	// Cluster setup (redis.url carries its own). TLS turns on TLS to them and to
+	// the sentinels (redis.url says rediss:// instead); TLSCAFile, in any setup,
+	// is a PEM file of the certificate authorities to trust instead of the
+	// system's.
+	Username  string `mapstructure:"username"`
+	Password  string `mapstructure:"password"`
+	TLS       bool   `mapstructure:"tls"`
+	TLSCAFile string `mapstructure:"tls_ca_file"`
 }
 
-// Sentinel names a Sentinel-managed primary.
+// Sentinel names a Sentinel-managed primary. Password is the sentinels' own
+// (requirepass in sentinel.conf), when they have one.
 type Sentinel struct {
-	Master string   `mapstructure:"master"`
-	Addrs  []string `mapstructure:"addrs"`
+	Master   string   `mapstructure:"master"`
+	Addrs    []string `mapstructure:"addrs"`
+	Password string   `mapstructure:"password"`
+}
+
+// CAPool reads TLSCAFile (nil, nil when it is not set).
+func (r Redis) CAPool() (*x509.CertPool, error) {
+	if r.TLSCAFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(r.TLSCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read it: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", r.TLSCAFile)
+	}
+	return pool, nil
+}
+
+// TLSConfig is what the Redis client needs for TLS: for Sentinel or Cluster with
+// TLS on, the whole configuration; for a rediss:// URL, which makes its own, the
+// authorities to trust when TLSCAFile is set. Nil when neither applies.
+func (r Redis) TLSConfig() (*tls.Config, error) {
+	if !r.TLS && r.TLSCAFile == "" {
+		return nil, nil
+	}
+	pool, err := r.CAPool()
+	if err != nil {
+		return nil, fmt.Errorf("redis.tls_ca_file: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
 // Embedded reports whether no Redis was configured.

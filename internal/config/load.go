@@ -45,8 +45,13 @@ func settings() []setting {
 		{"redis.url", "", true},
 		{"redis.sentinel.master", "", true},
 		{"redis.sentinel.addrs", []string{}, true},
+		{"redis.sentinel.password", "", true},
 		{"redis.cluster_addrs", []string{}, true},
 		{"redis.key_prefix", "vigil:", true},
+		{"redis.username", "", true},
+		{"redis.password", "", true},
+		{"redis.tls", false, true},
+		{"redis.tls_ca_file", "", true},
 
 		{"twilio.account_sid", "", true},
 		{"twilio.auth_token", "", true},

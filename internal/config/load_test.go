@@ -138,6 +138,9 @@ func TestLoadEnv(t *testing.T) {
 		got  func(*Config) any
 		want any
 	}{
+		// A Sentinel password comes from the environment, not the file.
+		{"redis password", []string{"VIGIL_REDIS_SENTINEL_MASTER=m", "VIGIL_REDIS_SENTINEL_ADDRS=s1:26379", "VIGIL_REDIS_PASSWORD=pw", "VIGIL_REDIS_SENTINEL_PASSWORD=spw"},
+			func(c *Config) any { return c.Redis.Password + "/" + c.Redis.Sentinel.Password }, "pw/spw"},
 		// VIGIL_REDIS_URL reaches redis.url.
 		{"redis url", []string{"VIGIL_REDIS_URL=redis://localhost:6379/0"},
 			func(c *Config) any { return c.Redis.URL }, "redis://localhost:6379/0"},

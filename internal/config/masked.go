@@ -17,11 +17,14 @@ const mask = "****"
 
 // Masked returns the effective configuration as YAML, keys as in SPEC §3 and in the
 // same order, with secrets masked: twilio.auth_token, every api token, every
-// duress code, and the password of redis.url. token_sha256 is shown: it is a hash.
+// duress code, redis.password, redis.sentinel.password and the password of
+// redis.url. token_sha256 is shown: it is a hash.
 // It is what `vigil check-config` prints.
 func (c *Config) Masked() string {
 	m := *c
 	m.Twilio.AuthToken = masked(m.Twilio.AuthToken)
+	m.Redis.Password = masked(m.Redis.Password)
+	m.Redis.Sentinel.Password = masked(m.Redis.Sentinel.Password)
 	if u, err := url.Parse(m.Redis.URL); err == nil && m.Redis.URL != "" {
 		m.Redis.URL = u.Redacted()
 	}

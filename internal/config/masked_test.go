@@ -18,6 +18,21 @@ func TestMasked(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	out := c.Masked()
+	// Sentinel's passwords, of the servers and of the sentinels.
+	s := *c
+	s.Redis = Redis{Sentinel: Sentinel{Master: "m", Addrs: []string{"s1:26379"}, Password: "sentinel-pass-secret"},
+		Password: "data-pass-secret", KeyPrefix: "vigil:"}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	for _, secret := range []string{"data-pass-secret", "sentinel-pass-secret"} {
+		if strings.Contains(s.Masked(), secret) {
+			t.Errorf("Masked() of a Sentinel setup shows %q", secret)
+		}
+	}
+	if n := strings.Count(s.Masked(), "password: '****'"); n != 2 {
+		t.Errorf("Masked() of a Sentinel setup shows %d masked passwords, want 2:\n%s", n, s.Masked())
+	}
 
 	for _, tc := range []struct {
 		name string

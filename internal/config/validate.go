@@ -149,6 +149,31 @@ func (c *Config) validateRedis(p *problems) {
 	if kinds > 1 {
 		p.add("redis", "set only one of url, sentinel and cluster_addrs")
 	}
+	if r.Sentinel.Master == "" && len(r.ClusterAddrs) == 0 {
+		// redis.url carries its own credentials and scheme; the embedded store
+		// takes none.
+		for key, set := range map[string]bool{"redis.username": r.Username != "", "redis.password": r.Password != ""} {
+			if set {
+				p.add(key, "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write redis://user:password@host")
+			}
+		}
+		if r.TLS {
+			p.add("redis.tls", "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write rediss://")
+		}
+	}
+	if r.Sentinel.Password != "" && r.Sentinel.Master == "" {
+		p.add("redis.sentinel.password", "is set without redis.sentinel.master")
+	}
+	if r.TLSCAFile != "" {
+		switch {
+		case !r.TLS && !strings.HasPrefix(r.URL, "rediss://"):
+			p.add("redis.tls_ca_file", "is set but TLS is not on (redis.tls, or a rediss:// redis.url)")
+		default:
+			if _, err := r.CAPool(); err != nil {
+				p.add("redis.tls_ca_file", "%v", err)
+			}
+		}
+	}
 	// Keys are hash-tagged for Cluster: a brace in the prefix would break the tag.
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		p.add("redis.key_prefix", "must not contain { or }")

@@ -43,6 +43,24 @@ func TestValidate(t *testing.T) {
 		{"redis kinds", func(c *Config) { c.Redis.URL = "redis://x:6379"; c.Redis.ClusterAddrs = []string{"a:1"} }, []string{"redis: set only one of"}, ""},
 		// Cluster addresses are host:port.
 		{"cluster addr", func(c *Config) { c.Redis.ClusterAddrs = []string{"a"} }, []string{`redis.cluster_addrs[0]: "a" is not host:port`}, ""},
+		// redis.url carries its own credentials and scheme; the password is not quoted.
+		{"redis password with url", func(c *Config) { c.Redis.URL = "redis://x:6379"; c.Redis.Password = "pw-secret" }, []string{
+			"redis.password: applies to redis.sentinel and redis.cluster_addrs only"}, "pw-secret"},
+		{"redis tls with url", func(c *Config) { c.Redis.URL = "redis://x:6379"; c.Redis.TLS = true }, []string{
+			"redis.tls: applies to redis.sentinel and redis.cluster_addrs only; with redis.url write rediss://"}, ""},
+		{"sentinel password alone", func(c *Config) { c.Redis.ClusterAddrs = []string{"a:1"}; c.Redis.Sentinel.Password = "pw-secret" }, []string{
+			"redis.sentinel.password: is set without redis.sentinel.master"}, "pw-secret"},
+		// A CA file needs TLS, and must hold a certificate.
+		{"ca without tls", func(c *Config) { c.Redis.URL = "redis://x:6379"; c.Redis.TLSCAFile = "/etc/ssl/ca.pem" }, []string{
+			"redis.tls_ca_file: is set but TLS is not on"}, ""},
+		{"ca unreadable", func(c *Config) { c.Redis.URL = "rediss://x:6379"; c.Redis.TLSCAFile = "/nonexistent/ca.pem" }, []string{
+			"redis.tls_ca_file: cannot read it"}, ""},
+		{"ca not pem", func(c *Config) {
+			c.Redis.ClusterAddrs = []string{"a:1"}
+			c.Redis.TLS = true
+			c.Redis.TLSCAFile = "validate_test.go"
+		}, []string{
+			"redis.tls_ca_file: validate_test.go holds no PEM certificate"}, ""},
 		// A brace would break Cluster hash tags.
 		{"key prefix", func(c *Config) { c.Redis.KeyPrefix = "{v}" }, []string{"redis.key_prefix: must not contain"}, ""},
 		// An auth token without an account SID, and nothing to send from; the token is not quoted.

@@ -11,9 +11,11 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -56,6 +58,10 @@ type options struct {
 	conf     string
 	sentinel bool
 	ready    string
+	// password, sentinelPassword and tls: secure.go.
+	password         string
+	sentinelPassword string
+	tls              *TLSFiles
 }
 
 // WithAOF turns on the append-only file with appendfsync always, so that
@@ -113,7 +119,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		s.startReal()
 	}
 
-	s.client = redis.NewClient(&redis.Options{Addr: s.Addr()})
+	s.client = redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.opts.password, TLSConfig: s.clientTLS()})
 	// Cleanups run last-in first-out: the client closes before the server
 	// goes away.
 	t.Cleanup(func() {
@@ -129,9 +135,22 @@ func (s *Server) startMini() {
 	s.t.Logf("redistest: WARNING: redis-server not found on PATH; falling back to miniredis. " +
 		"Results may differ from real Redis (no AOF, no Lua edge cases, no chaos). " +
 		"Install redis-server to run the real thing.")
-	m, err := miniredis.Run()
+	m := miniredis.NewMiniRedis()
+	var err error
+	if f := s.opts.tls; f != nil {
+		cert, cerr := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if cerr != nil {
+			s.t.Fatalf("redistest: load TLS certificate: %v", cerr)
+		}
+		err = m.StartTLS(&tls.Config{Certificates: []tls.Certificate{cert}})
+	} else {
+		err = m.Start()
+	}
 	if err != nil {
 		s.t.Fatalf("redistest: start miniredis: %v", err)
+	}
+	if s.opts.password != "" {
+		m.RequireAuth(s.opts.password)
 	}
 	s.mini = m
 	port, err := strconv.Atoi(m.Port())
@@ -184,9 +203,17 @@ func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL returns a redis:// URL for database 0 of the server.
+// URL returns a redis:// URL for database 0 of the server (rediss:// with
+// WithTLS), with the password of WithPassword.
 func (s *Server) URL() string {
-	return "redis://" + s.Addr() + "/0"
+	u := url.URL{Scheme: "redis", Host: s.Addr(), Path: "/0"}
+	if s.opts.tls != nil {
+		u.Scheme = "rediss"
+	}
+	if s.opts.password != "" {
+		u.User = url.UserPassword("", s.opts.password)
+	}
+	return u.String()
 }
 
 // Client returns a client connected to the server. It is closed at cleanup;
@@ -368,6 +395,7 @@ func (s *Server) spawn(port int) (*process, error) {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, s.opts.secureArgs(strconv.Itoa(port))...)
 	args = append(args, s.opts.args...)
 
 	// Output goes through an os.Pipe rather than cmd.StdoutPipe so that

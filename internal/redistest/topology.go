@@ -90,7 +90,17 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 		)}, opts...)
 		c.Nodes = append(c.Nodes, Start(t, nodeOpts...))
 	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.tls != nil {
+		t.Fatalf("redistest: StartCluster does not do TLS")
+	}
 	args := []string{"--cluster", "create"}
+	if o.password != "" {
+		args = append([]string{"--no-auth-warning", "-a", o.password}, args...)
+	}
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), topologyTimeout)
@@ -107,7 +117,7 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 			return strings.Contains(info, "cluster_state:ok"), info
 		})
 	}
-	c.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	c.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: o.password})
 	t.Cleanup(func() {
 		if err := c.client.Close(); err != nil {
 			t.Logf("redistest: close cluster client: %v", err)
@@ -168,12 +178,20 @@ type Sentinel struct {
 }
 
 // StartSentinel runs the primary and its replica (opts apply to both: WithAOF,
-// or WithArgs("--min-replicas-to-write", "1")), waits until the replica holds
+// WithPassword, or WithArgs("--min-replicas-to-write", "1"); WithSentinelPassword
+// to the sentinels), waits until the replica holds
 // a write made on the primary, then starts the sentinels and waits until each
 // knows the replica and the two other sentinels, so a failover can happen.
 func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 	t.Helper()
 	needBinaries(t, "redis-server")
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.tls != nil {
+		t.Fatalf("redistest: StartSentinel does not do TLS")
+	}
 	s := &Sentinel{t: t, MasterName: "mymaster"}
 	s.Primary = Start(t, opts...)
 	host, port := "127.0.0.1", strconv.Itoa(s.Primary.port)
@@ -199,11 +217,18 @@ func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 			"sentinel down-after-milliseconds %[1]s 1000\n"+
 			"sentinel failover-timeout %[1]s 10000\n"+
 			"sentinel parallel-syncs %[1]s 1\n", s.MasterName, host, port)
+		if o.password != "" {
+			body += fmt.Sprintf("sentinel auth-pass %s %s\n", s.MasterName, o.password)
+		}
+		if o.sentinelPassword != "" {
+			body += fmt.Sprintf("requirepass %[1]s\nsentinel sentinel-pass %[1]s\n", o.sentinelPassword)
+		}
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatalf("redistest: write sentinel %d config: %v", i, err)
 		}
-		sn := Start(t, func(o *options) {
-			o.conf, o.sentinel, o.ready = conf, true, "+monitor master"
+		sn := Start(t, func(so *options) {
+			so.conf, so.sentinel, so.ready = conf, true, "+monitor master"
+			so.password = o.sentinelPassword // the sentinel's client's
 		})
 		s.Sentinels = append(s.Sentinels, sn)
 	}

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,14 @@ type Options struct {
 	SentinelAddrs  []string
 	ClusterAddrs   []string
 	KeyPrefix      string
+	// Username and Password authenticate to the servers of a Sentinel or Cluster
+	// setup (a URL carries its own); SentinelPassword to the sentinels. TLS, for
+	// Sentinel or Cluster, turns TLS on with that configuration; for a rediss://
+	// URL, its RootCAs (when set) replace the system's.
+	Username         string
+	Password         string
+	SentinelPassword string
+	TLS              *tls.Config
 }
 
 // Store is Vigil's Redis adapter.
@@ -81,9 +90,11 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 	// a Redis that stopped answering.
 	switch {
 	case len(opts.ClusterAddrs) > 0:
-		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs, Protocol: 2, ContextTimeoutEnabled: true})
+		s.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: opts.ClusterAddrs, Protocol: 2, ContextTimeoutEnabled: true,
+			Username: opts.Username, Password: opts.Password, TLSConfig: opts.TLS})
 	case opts.SentinelMaster != "":
-		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs, Protocol: 2, ContextTimeoutEnabled: true})
+		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: opts.SentinelMaster, SentinelAddrs: opts.SentinelAddrs, Protocol: 2, ContextTimeoutEnabled: true,
+			Username: opts.Username, Password: opts.Password, SentinelPassword: opts.SentinelPassword, TLSConfig: opts.TLS})
 	case opts.URL != "":
 		o, err := redis.ParseURL(opts.URL)
 		if err != nil {
@@ -91,6 +102,9 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 		}
 		if o.Protocol == 0 {
 			o.Protocol = 2
+		}
+		if o.TLSConfig != nil && opts.TLS != nil && opts.TLS.RootCAs != nil {
+			o.TLSConfig.RootCAs = opts.TLS.RootCAs
 		}
 		o.ContextTimeoutEnabled = true
 		s.rdb = redis.NewClient(o)
