@@ -84,7 +84,7 @@ func queue(t *testing.T, st *store.Store, now time.Time, ms ...visit.Message) {
 	}
 }
 
-func run(t *testing.T, d *notify.Dispatcher) {
+func run(t *testing.T, d interface{ Run(context.Context) error }) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

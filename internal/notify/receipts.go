@@ -136,12 +136,14 @@ func (c *ReceiptChecker) Wake() {
 // maxAgain is the longest wait between two questions about one message.
 const maxAgain = 5 * time.Minute
 
-// Run checks due receipts every Every until ctx ends.
+// Run checks due receipts every Every until ctx ends. A sweep that took a whole
+// batch (a backlog after an outage) is followed by another at once.
 func (c *ReceiptChecker) Run(ctx context.Context) error {
 	t := time.NewTicker(c.o.Every)
 	defer t.Stop()
 	for {
-		c.Sweep(ctx)
+		for c.Sweep(ctx) >= c.o.Batch && ctx.Err() == nil {
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -194,3 +194,36 @@ func TestReceiptCheckRetriedAfterAFailedHandling(t *testing.T) {
 		t.Fatalf("checks = %v after the handling went through, want none", checks)
 	}
 }
+
+// A backlog of due checks (receipts lost during an outage) is worked through in
+// one go, a batch after another, not a batch per tick.
+func TestReceiptCheckBacklogIsDrained(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	ids := []string{"a", "b", "c", "d", "e"}
+	sent(t, st, t0, ids...)
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	for _, id := range ids {
+		tw.set("SM"+id, "undelivered", 30003)
+	}
+	handledSID := make(chan string, len(ids))
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return t0.Add(time.Hour) },
+		Every: time.Hour, Batch: 2,
+		Handle: func(_ context.Context, sid, _ string, _ int) error {
+			handledSID <- sid
+			return nil
+		},
+	})
+	run(t, c)
+	timeout := time.After(10 * time.Second)
+	for range ids {
+		select {
+		case <-handledSID:
+		case <-timeout:
+			checks, _ := st.ReceiptChecks(t.Context(), "s1")
+			t.Fatalf("backlog not drained: checks left %v", checks)
+		}
+	}
+}
