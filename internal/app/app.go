@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -162,6 +163,19 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vigil_alert_oldest_unacked_seconds", Help: "Age of the oldest open alert nobody has taken charge of (0 when none).",
 	}, a.oldestUnacked))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_clock_skew_seconds",
+		Help: "How far this server's clock is ahead of Redis' (negative: behind); NaN when Redis cannot be read. " +
+			"Replicas compare due times and leases written by each other's clocks: keep every clock within 0.5 s.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		skew, _, err := a.store.ClockSkew(ctx, time.Now)
+		if err != nil {
+			return math.NaN()
+		}
+		return skew.Seconds()
+	}))
 	svcMetrics := service.NewMetrics(a.registry)
 
 	var sender notify.Sender
@@ -468,6 +482,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.cfg.Monitoring.HeartbeatURL != "" {
 		loops.Go(func() error { return a.heartbeat(loopCtx) })
 	}
+	loops.Go(func() error { a.watchClock(loopCtx, time.Minute); return nil })
 	loops.Go(func() error {
 		err := a.server.Serve(a.listener)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -489,6 +504,43 @@ func (a *App) Run(ctx context.Context) error {
 	stopSending()
 	<-senderDone
 	return err
+}
+
+// maxClockSkew is the most this server's clock may differ from Redis' before it
+// is reported: a tenth of the shortest lease (3 s), with room for NTP's usual
+// few milliseconds many times over.
+const maxClockSkew = 500 * time.Millisecond
+
+// watchClock compares this server's clock with Redis' now and every 'every', and
+// says so in the log when they come to differ by more than maxClockSkew and when
+// they agree again. It changes nothing else: a Redis whose own clock is wrong
+// would make every replica report, and none should stop for that.
+// vigil_clock_skew_seconds shows the figure at each scrape.
+func (a *App) watchClock(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	off := false
+	for {
+		m, cancel := context.WithTimeout(ctx, 2*time.Second)
+		skew, unc, err := a.store.ClockSkew(m, time.Now)
+		cancel()
+		switch {
+		case err != nil:
+		case (skew.Abs()-unc > maxClockSkew) && !off:
+			off = true
+			a.log.Error("this server's clock differs from Redis' by more than "+maxClockSkew.String()+
+				": due times and leases from replicas whose clocks disagree can fire alerts early or twice; fix NTP",
+				"ahead_by", skew.Round(time.Millisecond), "uncertainty", unc.Round(time.Millisecond))
+		case skew.Abs()+unc <= maxClockSkew && off:
+			off = false
+			a.log.Info("this server's clock agrees with Redis' again", "ahead_by", skew.Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // heartbeat pings monitoring.heartbeat_url every minute while Vigil is ready, and

@@ -1,8 +1,10 @@
 package app_test
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +48,19 @@ func TestHeartbeatAndReadiness(t *testing.T) {
 	case <-pings:
 		t.Error("heartbeat pinged while Redis was unreachable")
 	case <-time.After(500 * time.Millisecond): // ten heartbeat intervals
+	}
+}
+
+// vigil_clock_skew_seconds compares this machine's clock with Redis': both run on
+// this machine, so it is near zero, whatever the fake clock the daemon's
+// decisions run on says (that clock is months away from the machine's).
+func TestClockSkewMetric(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	line := metricLine(t, d, "vigil_clock_skew_seconds")
+	v, err := strconv.ParseFloat(strings.TrimPrefix(line, "vigil_clock_skew_seconds "), 64)
+	if err != nil || math.Abs(v) > 0.1 {
+		t.Fatalf("metric line %q: want a skew near 0 s", line)
 	}
 }
