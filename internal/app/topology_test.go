@@ -181,6 +181,15 @@ func TestClusterEndToEnd(t *testing.T) {
 	if n := len(e.twilio.Sent()); n != 8 {
 		t.Errorf("%d messages sent in all, want 8", n)
 	}
+
+	// No receipt came for the three OVERDUE alerts: a minute on, the checks
+	// (listed in each school's slot, on its own master) ask Twilio, which says
+	// delivered.
+	e.advance(time.Minute, d)
+	const final = `vigil_receipt_checks_total{result="final"}`
+	if !pollUntil(10*time.Second, func() bool { return metricLine(t, d, final) == final+" 3" }) {
+		t.Errorf("metric: %q, want the three alerts' receipts asked for", metricLine(t, d, final))
+	}
 }
 
 // On Sentinel, the primary is killed (SIGKILL) with visits open and a reminder
