@@ -240,8 +240,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		a.receipts = notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 			Store: st, Twilio: fetcher, Now: o.Now, Log: o.Log, Every: o.ReceiptCheckEvery,
 			Metrics: notify.NewReceiptMetrics(a.registry),
-			Handle: func(ctx context.Context, sid, status string, code int) error {
-				return a.service.HandleReceipt(ctx, service.Receipt{SID: sid, Status: status, ErrorCode: code})
+			Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
+				return a.service.HandleMessageStatus(ctx, school, m, status, code)
 			},
 		})
 	}

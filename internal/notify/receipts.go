@@ -36,9 +36,10 @@ type ReceiptCheckOptions struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics *prometheus.CounterVec // vigil_receipt_checks_total{result}; may be nil
-	// Handle handles a final status found by asking Twilio exactly as a status
-	// callback carrying it would be handled (service.HandleReceipt).
-	Handle func(ctx context.Context, sid, status string, code int) error
+	// Handle handles a final status of the message m of school found by asking
+	// Twilio exactly as a status callback carrying it would be handled
+	// (service.HandleMessageStatus).
+	Handle func(ctx context.Context, school string, m visit.Message, status string, code int) error
 	// Every is how often due checks are claimed (default 15 s).
 	Every time.Duration
 	// Lease is how long a claimed check is held (default 1 min).
@@ -202,7 +203,7 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 		if !m.Handled {
 			// A receipt recorded it and its handling did not finish (Redis went
 			// away in between): finish it now.
-			if err := c.o.Handle(ctx, m.SID, m.Delivery, m.ErrorCode); err != nil {
+			if err := c.o.Handle(ctx, d.School, m.Msg, m.Delivery, m.ErrorCode); err != nil {
 				c.o.Log.Error("receipt check: handle a recorded status", "msg", d.Member, "status", m.Delivery, "err", err)
 				return CheckError
 			}
@@ -225,7 +226,7 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 	case visit.FinalStatus(st.Status):
 		c.o.Log.Warn("delivery receipt never came; Twilio reports a final status", "msg", d.Member, "kind", m.Msg.Kind,
 			"channel", m.Msg.Channel, "sid", m.SID, "status", st.Status, "error_code", st.ErrorCode)
-		if err := c.o.Handle(ctx, m.SID, st.Status, st.ErrorCode); err != nil {
+		if err := c.o.Handle(ctx, d.School, m.Msg, st.Status, st.ErrorCode); err != nil {
 			c.o.Log.Error("receipt check: handle the status Twilio reported", "msg", d.Member, "status", st.Status, "err", err)
 			return CheckError
 		}

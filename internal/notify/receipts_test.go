@@ -97,8 +97,11 @@ func TestReceiptChecker(t *testing.T) {
 	metrics := notify.NewReceiptMetrics(prometheus.NewRegistry())
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Metrics: metrics, Now: func() time.Time { return now },
-		Handle: func(_ context.Context, sid, status string, code int) error {
-			got = append(got, handled{sid, status, code})
+		Handle: func(_ context.Context, school string, m visit.Message, status string, code int) error {
+			if school != "s1" {
+				t.Errorf("handled a message of school %q", school)
+			}
+			got = append(got, handled{"SM" + m.ID, status, code})
 			return nil
 		},
 		Parallel: 1,
@@ -173,7 +176,7 @@ func TestReceiptCheckRetriedAfterAFailedHandling(t *testing.T) {
 	now := t0.Add(time.Minute)
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return now }, Lease: 30 * time.Second,
-		Handle: func(context.Context, string, string, int) error {
+		Handle: func(context.Context, string, visit.Message, string, int) error {
 			tries++
 			return fail
 		},
@@ -211,8 +214,8 @@ func TestReceiptCheckBacklogIsDrained(t *testing.T) {
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return t0.Add(time.Hour) },
 		Every: time.Hour, Batch: 2,
-		Handle: func(_ context.Context, sid, _ string, _ int) error {
-			handledSID <- sid
+		Handle: func(_ context.Context, _ string, m visit.Message, _ string, _ int) error {
+			handledSID <- m.ID
 			return nil
 		},
 	})

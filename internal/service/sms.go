@@ -311,35 +311,43 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if err != nil {
 		return err
 	}
-	failed := r.Status == "undelivered" || r.Status == "failed"
-	if msg.Channel == visit.ChannelCall {
-		failed = failedCall[r.Status]
+	return s.HandleMessageStatus(ctx, school, *msg, r.Status, r.ErrorCode)
+}
+
+// HandleMessageStatus is HandleReceipt for a message already found: the receipt
+// checker, which knows the school and the message, uses it rather than the
+// SID's index (which lives apart from them on a Cluster, and may be missing if
+// its write failed).
+func (s *Service) HandleMessageStatus(ctx context.Context, school string, m visit.Message, status string, code int) error {
+	failed := status == "undelivered" || status == "failed"
+	if m.Channel == visit.ChannelCall {
+		failed = failedCall[status]
 	}
 	// A status that asks for nothing more is recorded as handled at once.
-	isNew, pending, err := s.st.RecordDelivery(ctx, school, msg.ID, r.Status, r.ErrorCode, !failed)
+	isNew, pending, err := s.st.RecordDelivery(ctx, school, m.ID, status, code, !failed)
 	if err != nil {
 		return err
 	}
 	if isNew && s.metrics != nil {
 		switch {
-		case r.Status == "delivered" || (msg.Channel == visit.ChannelCall && r.Status == "completed"):
-			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "delivered").Inc()
-		case r.Status == "undelivered" || r.Status == "failed" || failedCall[r.Status]:
-			s.metrics.Notifications.WithLabelValues(msg.Channel, msg.Kind, "undelivered").Inc()
+		case status == "delivered" || (m.Channel == visit.ChannelCall && status == "completed"):
+			s.metrics.Notifications.WithLabelValues(m.Channel, m.Kind, "delivered").Inc()
+		case status == "undelivered" || status == "failed" || failedCall[status]:
+			s.metrics.Notifications.WithLabelValues(m.Channel, m.Kind, "undelivered").Inc()
 		}
 	}
 	if !pending {
 		return nil
 	}
 	if isNew {
-		s.log.Warn("message not delivered", "msg", msg.ID, "kind", msg.Kind, "channel", msg.Channel, "to", maskPhone(msg.To), "status", r.Status, "error_code", r.ErrorCode)
+		s.log.Warn("message not delivered", "msg", m.ID, "kind", m.Kind, "channel", m.Channel, "to", maskPhone(m.To), "status", status, "error_code", code)
 	}
-	if err := s.handleDeliveryFailure(ctx, school, *msg, r.ErrorCode, r.Status, isNew); err != nil {
+	if err := s.handleDeliveryFailure(ctx, school, m, code, status, isNew); err != nil {
 		// Not marked handled: a repeat of this receipt (the webhook's retry)
 		// handles the failure again.
 		return err
 	}
-	return s.st.DeliveryHandled(ctx, school, msg.ID, r.Status)
+	return s.st.DeliveryHandled(ctx, school, m.ID, status)
 }
 
 // ReplayReceipt handles a receipt that arrived before its send was recorded, once
