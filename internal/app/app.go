@@ -239,6 +239,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if fetcher, ok := sender.(notify.StatusFetcher); ok && !cfg.Twilio.Console() && o.ReceiptCheckAfter >= 0 {
 		a.receipts = notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 			Store: st, Twilio: fetcher, Now: o.Now, Log: o.Log, Every: o.ReceiptCheckEvery,
+			// Until Twilio has failed what it could not send in the validity
+			// period, and its carriers have had time to report.
+			GiveUp:  max(time.Hour, cfg.Twilio.ValidityPeriod+30*time.Minute),
 			Metrics: notify.NewReceiptMetrics(a.registry),
 			Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 				return a.service.HandleMessageStatus(ctx, school, m, status, code)

@@ -48,9 +48,9 @@ type ReceiptCheckOptions struct {
 	// has no final status yet, or when asking failed (default 1 min). The wait
 	// grows with the message's age, up to 5 minutes.
 	Again time.Duration
-	// GiveUp is how long after the send Twilio stops being asked (default 1 h):
-	// an alert SMS's validity period (twilio.validity_period) is far shorter, and
-	// after it Twilio fails a message it could not send.
+	// GiveUp is how long after the send Twilio stops being asked (default 1 h).
+	// Keep it past an alert SMS's validity period (twilio.validity_period): after
+	// it Twilio fails a message it could not send, and that failure is final.
 	GiveUp time.Duration
 	// Batch is the most checks one claim takes from each school (default 64), and
 	// Parallel how many are asked about at once (default 8).
@@ -143,7 +143,7 @@ func (c *ReceiptChecker) Run(ctx context.Context) error {
 	t := time.NewTicker(c.o.Every)
 	defer t.Stop()
 	for {
-		for c.Sweep(ctx) >= c.o.Batch && ctx.Err() == nil {
+		for _, full := c.Sweep(ctx); full && ctx.Err() == nil; _, full = c.Sweep(ctx) {
 		}
 		select {
 		case <-ctx.Done():
@@ -154,22 +154,33 @@ func (c *ReceiptChecker) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep claims the checks due now and does them; it returns how many it claimed.
-func (c *ReceiptChecker) Sweep(ctx context.Context) int {
+// Sweep claims the checks due now and does them. It returns how many it claimed,
+// and whether some school's claim took a whole batch (more may be due).
+func (c *ReceiptChecker) Sweep(ctx context.Context) (claimed int, full bool) {
 	schools, err := c.o.Store.SchoolIDs(ctx)
 	if err != nil {
 		c.o.Log.Error("receipt checks: list schools", "err", err)
-		return 0
+		return 0, false
 	}
 	due, err := c.o.Store.ClaimReceiptChecks(ctx, schools, c.o.Now(), c.o.Lease, c.o.Batch)
 	if err != nil {
 		// What the other schools' claims took is still checked below.
 		c.o.Log.Error("receipt checks: claim", "err", err)
 	}
+	perSchool := map[string]int{}
 	sem := make(chan struct{}, c.o.Parallel)
 	var wg sync.WaitGroup
 	for _, d := range due {
+		perSchool[d.School]++
+		full = full || perSchool[d.School] >= c.o.Batch
 		sem <- struct{}{}
+		// A check whose claim is nearly out by the time its turn comes (a long
+		// backlog) is left: another replica may take it when the claim ends, and
+		// two must not ask and handle at once. It is claimed again then.
+		if time.UnixMilli(d.Lease).Sub(c.o.Now()) < c.o.Lease/4 {
+			<-sem
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -177,7 +188,7 @@ func (c *ReceiptChecker) Sweep(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
-	return len(due)
+	return len(due), full
 }
 
 func (c *ReceiptChecker) count(result string) {
@@ -215,6 +226,11 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 	age := now.Sub(m.SentAt)
 	st, err := c.o.Twilio.FetchStatus(ctx, m.SID)
 	switch {
+	case sms.IsNotFound(err):
+		// Twilio answered, and has no such message: asking again cannot help.
+		c.o.Log.Warn("receipt check: Twilio has no such message; no longer asking", "msg", d.Member, "sid", m.SID)
+		c.end(ctx, d)
+		return CheckGaveUp
 	case err != nil && age >= c.o.GiveUp:
 		c.o.Log.Warn("receipt check: Twilio gave no status; no longer asking", "msg", d.Member, "sid", m.SID, "err", err)
 		c.end(ctx, d)

@@ -109,7 +109,8 @@ func TestReceiptChecker(t *testing.T) {
 	sweep := func(at time.Duration) int {
 		t.Helper()
 		now = t0.Add(at)
-		return c.Sweep(t.Context())
+		n, _ := c.Sweep(t.Context())
+		return n
 	}
 
 	if n := sweep(59 * time.Second); n != 0 {
@@ -228,5 +229,74 @@ func TestReceiptCheckBacklogIsDrained(t *testing.T) {
 			checks, _ := st.ReceiptChecks(t.Context(), "s1")
 			t.Fatalf("backlog not drained: checks left %v", checks)
 		}
+	}
+}
+
+// Twilio's "no such message" ends the check: asking again cannot help.
+func TestReceiptCheckEndsWhenTwilioHasNoSuchMessage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	sent(t, st, t0, "gone")
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	tw.fail["SMgone"] = &sms.Error{Code: sms.CodeNotFound, HTTPStatus: 404}
+	metrics := notify.NewReceiptMetrics(prometheus.NewRegistry())
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Metrics: metrics, Now: func() time.Time { return t0.Add(time.Minute) },
+		Handle: func(context.Context, string, visit.Message, string, int) error {
+			t.Error("handled a message Twilio does not have")
+			return nil
+		},
+	})
+	c.Sweep(t.Context())
+	if checks, _ := st.ReceiptChecks(t.Context(), "s1"); len(checks) != 0 || tw.times("SMgone") != 1 {
+		t.Fatalf("after Twilio's 404: checks %v, asked %d times; want none left, asked once", checks, tw.times("SMgone"))
+	}
+	if n := testutil.ToFloat64(metrics.WithLabelValues(notify.CheckGaveUp)); n != 1 {
+		t.Errorf("gave_up = %v, want 1", n)
+	}
+}
+
+// A check whose claim is nearly out when its turn comes (a long backlog) is left
+// for the next claim, not done at the risk of another replica doing it too.
+func TestReceiptCheckNearlyExpiredClaimIsLeft(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	sent(t, st, t0, "late")
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	tw.set("SMlate", "undelivered", 30003)
+	var mu sync.Mutex
+	calls := 0
+	claimAt := t0.Add(time.Minute)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return claimAt // the claim
+		}
+		return claimAt.Add(50 * time.Second) // its turn: 10 s of a 1 min claim left
+	}
+	handledN := 0
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Now: now,
+		Handle: func(context.Context, string, visit.Message, string, int) error {
+			handledN++
+			return nil
+		},
+	})
+	if n, _ := c.Sweep(t.Context()); n != 1 || tw.times("SMlate") != 0 || handledN != 0 {
+		t.Fatalf("claimed %d, asked %d, handled %d; want the check claimed and left", n, tw.times("SMlate"), handledN)
+	}
+	checks, _ := st.ReceiptChecks(t.Context(), "s1")
+	if !checks["late"].Equal(claimAt.Add(time.Minute)) {
+		t.Fatalf("check due %v, want at the end of the claim (%v)", checks["late"], claimAt.Add(time.Minute))
+	}
+	// Claimed again when that claim ends, with a whole lease: done.
+	claimAt, calls = claimAt.Add(time.Minute), -1000
+	c.Sweep(t.Context())
+	if tw.times("SMlate") != 1 || handledN != 1 {
+		t.Fatalf("asked %d, handled %d after the claim ended; want once each", tw.times("SMlate"), handledN)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
@@ -86,7 +87,7 @@ func (c *Client) FetchStatus(ctx context.Context, sid string) (Status, error) {
 // created with this account, or one Twilio no longer keeps.
 func IsNotFound(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.reason == "not_found"
+	return errors.As(err, &e) && e.HTTPStatus == http.StatusNotFound && e.Code == CodeNotFound
 }
 
 // classifyFetch is classifyRead for a fetch by SID, which marks Twilio's answer
