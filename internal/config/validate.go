@@ -152,14 +152,19 @@ func (c *Config) validateRedis(p *problems) {
 	if r.Sentinel.Master == "" && len(r.ClusterAddrs) == 0 {
 		// redis.url carries its own credentials and scheme; the embedded store
 		// takes none.
-		for key, set := range map[string]bool{"redis.username": r.Username != "", "redis.password": r.Password != ""} {
-			if set {
-				p.add(key, "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write redis://user:password@host")
-			}
+		if r.Username != "" {
+			p.add("redis.username", "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write redis://user:password@host")
+		}
+		if r.Password != "" {
+			p.add("redis.password", "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write redis://user:password@host")
 		}
 		if r.TLS {
 			p.add("redis.tls", "applies to redis.sentinel and redis.cluster_addrs only; with redis.url write rediss://")
 		}
+	}
+	if r.Username != "" && r.Password == "" {
+		// go-redis authenticates only with a password: the user would be ignored.
+		p.add("redis.username", "needs redis.password")
 	}
 	if r.Sentinel.Password != "" && r.Sentinel.Master == "" {
 		p.add("redis.sentinel.password", "is set without redis.sentinel.master")

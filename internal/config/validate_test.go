@@ -48,6 +48,8 @@ func TestValidate(t *testing.T) {
 			"redis.password: applies to redis.sentinel and redis.cluster_addrs only"}, "pw-secret"},
 		{"redis tls with url", func(c *Config) { c.Redis.URL = "redis://x:6379"; c.Redis.TLS = true }, []string{
 			"redis.tls: applies to redis.sentinel and redis.cluster_addrs only; with redis.url write rediss://"}, ""},
+		{"redis username alone", func(c *Config) { c.Redis.ClusterAddrs = []string{"a:1"}; c.Redis.Username = "vigil" }, []string{
+			"redis.username: needs redis.password"}, ""},
 		{"sentinel password alone", func(c *Config) { c.Redis.ClusterAddrs = []string{"a:1"}; c.Redis.Sentinel.Password = "pw-secret" }, []string{
 			"redis.sentinel.password: is set without redis.sentinel.master"}, "pw-secret"},
 		// A CA file needs TLS, and must hold a certificate.

@@ -104,7 +104,13 @@ const claimReads = 16
 // (a restart, SCRIPT FLUSH) it loads the scripts and runs the pipeline once more.
 func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, cmds func(p redis.Pipeliner)) ([]redis.Cmder, error) {
 	res, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { cmds(p); return nil })
-	if err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	// Any command may be the one that met a server without the scripts (on a
+	// Cluster, a master just promoted): the error returned is only the first.
+	noScript := false
+	for _, c := range res {
+		noScript = noScript || (c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT"))
+	}
+	if err == nil || !noScript {
 		return res, err
 	}
 	for _, sc := range scripts {
