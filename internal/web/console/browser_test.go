@@ -37,6 +37,24 @@ func newChrome(t *testing.T, width, height int) context.Context {
 		}
 		t.Skip("!!! SKIPPING THE BROWSER TEST: chromium is not installed (apt-get install chromium); CI runs it !!!")
 	}
+	// Chromium's helper processes can still write to its profile for a moment
+	// after the browser has exited, and t.TempDir's cleanup fails the test when
+	// a file appears while it removes the directory: remove it here, trying
+	// again until those writes stop. Registered first, so it runs after the
+	// browser is stopped.
+	profile, err := os.MkdirTemp("", "vigil-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if err = os.RemoveAll(profile); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind: %v", profile, err)
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -48,7 +66,7 @@ func newChrome(t *testing.T, width, height int) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(width, height),
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
