@@ -244,7 +244,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			GiveUp:  max(time.Hour, cfg.Twilio.ValidityPeriod+30*time.Minute),
 			Metrics: notify.NewReceiptMetrics(a.registry),
 			Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
-				return a.service.HandleMessageStatus(ctx, school, m, status, code)
+				return a.service.HandleMessageStatus(ctx, school, m, status, code, service.NewHandler())
 			},
 		})
 	}

@@ -61,7 +61,7 @@ func seedMarch(e *env) {
 			if _, err := e.st.RecordSent(e.ctx, o, "SM"+o.Msg.ID, when); err != nil {
 				e.t.Fatal(err)
 			}
-			if _, _, err := e.st.RecordDelivery(e.ctx, school, o.Msg.ID, status, 30003, status == "delivered"); err != nil {
+			if _, _, err := e.st.RecordDelivery(e.ctx, school, o.Msg.ID, status, 30003, status == "delivered", "test", when); err != nil {
 				e.t.Fatal(err)
 			}
 		}

@@ -218,6 +218,8 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 				c.o.Log.Error("receipt check: handle a recorded status", "msg", d.Member, "status", m.Delivery, "err", err)
 				return CheckError
 			}
+			c.settle(ctx, d)
+			return ""
 		}
 		c.end(ctx, d)
 		return ""
@@ -246,7 +248,7 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 			c.o.Log.Error("receipt check: handle the status Twilio reported", "msg", d.Member, "status", st.Status, "err", err)
 			return CheckError
 		}
-		c.end(ctx, d)
+		c.settle(ctx, d)
 		return CheckFinal
 	case age >= c.o.GiveUp:
 		c.o.Log.Warn("receipt check: no final status; no longer asking", "msg", d.Member, "sid", m.SID, "status", st.Status, "age", age)
@@ -263,6 +265,23 @@ func (c *ReceiptChecker) check(ctx context.Context, d store.Due) string {
 // Again and at most maxAgain.
 func (c *ReceiptChecker) wait(age time.Duration) time.Duration {
 	return min(max(age, c.o.Again), maxAgain)
+}
+
+// settle ends the check once the message's final status has been handled. When it
+// has not (another handler holds it: the receipt itself came meanwhile), the check
+// looks again when that handling would have lapsed, so a handler that dies
+// leaves nothing undone.
+func (c *ReceiptChecker) settle(ctx context.Context, d store.Due) {
+	m, err := c.o.Store.SentMessageFor(ctx, d)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && visit.FinalStatus(m.Delivery) && m.Handled:
+		c.end(ctx, d)
+	case err == nil:
+		c.deferCheck(ctx, d, c.o.Now().Add(store.HandleFor+time.Second))
+	default:
+		// Left claimed: done again when the claim ends.
+		c.o.Log.Error("receipt check: read message", "msg", d.Member, "err", err)
+	}
 }
 
 // end takes the check off; a check already gone (the handled receipt took it off,

@@ -69,6 +69,15 @@ func sent(t *testing.T, st *store.Store, at time.Time, ids ...string) {
 	}
 }
 
+// settle records status on m as handled, as the real handler (the service)
+// does once it has handled it.
+func settle(ctx context.Context, st *store.Store, school string, m visit.Message, status string, code int) error {
+	if _, _, err := st.RecordDelivery(ctx, school, m.ID, status, code, true, "test", t0); err != nil {
+		return err
+	}
+	return st.DeliveryHandled(ctx, school, m.ID, status)
+}
+
 type handled struct {
 	sid, status string
 	code        int
@@ -85,7 +94,7 @@ func TestReceiptChecker(t *testing.T) {
 	srv := redistest.Start(t)
 	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
 	sent(t, st, t0, "late", "never", "flaky", "half")
-	if _, _, err := st.RecordDelivery(t.Context(), "s1", "half", "undelivered", 30005, false); err != nil {
+	if _, _, err := st.RecordDelivery(t.Context(), "s1", "half", "undelivered", 30005, false, "webhook", t0); err != nil {
 		t.Fatal(err)
 	}
 	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
@@ -102,7 +111,7 @@ func TestReceiptChecker(t *testing.T) {
 				t.Errorf("handled a message of school %q", school)
 			}
 			got = append(got, handled{"SM" + m.ID, status, code})
-			return nil
+			return settle(t.Context(), st, school, m, status, code)
 		},
 		Parallel: 1,
 	})
@@ -177,9 +186,12 @@ func TestReceiptCheckRetriedAfterAFailedHandling(t *testing.T) {
 	now := t0.Add(time.Minute)
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return now }, Lease: 30 * time.Second,
-		Handle: func(context.Context, string, visit.Message, string, int) error {
+		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 			tries++
-			return fail
+			if fail != nil {
+				return fail
+			}
+			return settle(ctx, st, school, m, status, code)
 		},
 	})
 	c.Sweep(t.Context())
@@ -215,9 +227,9 @@ func TestReceiptCheckBacklogIsDrained(t *testing.T) {
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return t0.Add(time.Hour) },
 		Every: time.Hour, Batch: 2,
-		Handle: func(_ context.Context, _ string, m visit.Message, _ string, _ int) error {
+		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 			handledSID <- m.ID
-			return nil
+			return settle(ctx, st, school, m, status, code)
 		},
 	})
 	run(t, c)
@@ -281,9 +293,9 @@ func TestReceiptCheckNearlyExpiredClaimIsLeft(t *testing.T) {
 	handledN := 0
 	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
 		Store: st, Twilio: tw, Log: quiet(), Now: now,
-		Handle: func(context.Context, string, visit.Message, string, int) error {
+		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 			handledN++
-			return nil
+			return settle(ctx, st, school, m, status, code)
 		},
 	})
 	if n, _ := c.Sweep(t.Context()); n != 1 || tw.times("SMlate") != 0 || handledN != 0 {
@@ -298,5 +310,44 @@ func TestReceiptCheckNearlyExpiredClaimIsLeft(t *testing.T) {
 	c.Sweep(t.Context())
 	if tw.times("SMlate") != 1 || handledN != 1 {
 		t.Fatalf("asked %d, handled %d after the claim ended; want once each", tw.times("SMlate"), handledN)
+	}
+}
+
+// A check that finds a failure recorded and held by another handler (the receipt
+// itself came a moment ago and is being handled) does not end: it looks again
+// when that hold would have lapsed, and finishes the handling if the holder died.
+func TestReceiptCheckWaitsForAHeldHandling(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	sent(t, st, t0, "held")
+	// The webhook recorded the failure 1 s before the check and then died.
+	if _, _, err := st.RecordDelivery(t.Context(), "s1", "held", "undelivered", 30003, false, "webhook", t0.Add(59*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	tw := &twilioStatuses{status: map[string]sms.Status{}, fail: map[string]error{}, asked: map[string]int{}}
+	now := t0.Add(time.Minute)
+	handledN := 0
+	c := notify.NewReceiptChecker(notify.ReceiptCheckOptions{
+		Store: st, Twilio: tw, Log: quiet(), Now: func() time.Time { return now },
+		// As the service does: handle only what RecordDelivery says is pending.
+		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
+			_, pending, err := st.RecordDelivery(ctx, school, m.ID, status, code, false, "check", now)
+			if err != nil || !pending {
+				return err
+			}
+			handledN++
+			return st.DeliveryHandled(ctx, school, m.ID, status)
+		},
+	})
+	c.Sweep(t.Context())
+	checks, _ := st.ReceiptChecks(t.Context(), "s1")
+	if handledN != 0 || !checks["held"].Equal(now.Add(store.HandleFor+time.Second)) {
+		t.Fatalf("handled %d, check due %v; want it left to its holder, looked at again when the hold lapses", handledN, checks["held"])
+	}
+	now = checks["held"]
+	c.Sweep(t.Context())
+	if checks, _ = st.ReceiptChecks(t.Context(), "s1"); handledN != 1 || len(checks) != 0 {
+		t.Fatalf("after the hold lapsed: handled %d, checks %v; want handled once, check ended", handledN, checks)
 	}
 }

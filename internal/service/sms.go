@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -286,6 +288,17 @@ type Receipt struct {
 	SID       string
 	Status    string // queued, sent, delivered, undelivered, failed, ...
 	ErrorCode int
+	// By names who handles it (NewHandler): the same for every try of one webhook
+	// request, so a try takes over its own request's half-finished handling and
+	// leaves another copy's alone (store.RecordDelivery). Empty: a new one.
+	By string
+}
+
+// NewHandler returns a fresh name for the handler of a receipt (Receipt.By).
+func NewHandler() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // HandleReceipt records a delivery receipt on the message it is about. Receipts for
@@ -311,20 +324,24 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 	if err != nil {
 		return err
 	}
-	return s.HandleMessageStatus(ctx, school, *msg, r.Status, r.ErrorCode)
+	by := r.By
+	if by == "" {
+		by = NewHandler()
+	}
+	return s.HandleMessageStatus(ctx, school, *msg, r.Status, r.ErrorCode, by)
 }
 
 // HandleMessageStatus is HandleReceipt for a message already found: the receipt
 // checker, which knows the school and the message, uses it rather than the
 // SID's index (which lives apart from them on a Cluster, and may be missing if
 // its write failed).
-func (s *Service) HandleMessageStatus(ctx context.Context, school string, m visit.Message, status string, code int) error {
+func (s *Service) HandleMessageStatus(ctx context.Context, school string, m visit.Message, status string, code int, by string) error {
 	failed := status == "undelivered" || status == "failed"
 	if m.Channel == visit.ChannelCall {
 		failed = failedCall[status]
 	}
 	// A status that asks for nothing more is recorded as handled at once.
-	isNew, pending, err := s.st.RecordDelivery(ctx, school, m.ID, status, code, !failed)
+	isNew, pending, err := s.st.RecordDelivery(ctx, school, m.ID, status, code, !failed, by, s.now())
 	if err != nil {
 		return err
 	}
@@ -343,8 +360,9 @@ func (s *Service) HandleMessageStatus(ctx context.Context, school string, m visi
 		s.log.Warn("message not delivered", "msg", m.ID, "kind", m.Kind, "channel", m.Channel, "to", maskPhone(m.To), "status", status, "error_code", code)
 	}
 	if err := s.handleDeliveryFailure(ctx, school, m, code, status, isNew); err != nil {
-		// Not marked handled: a repeat of this receipt (the webhook's retry)
-		// handles the failure again.
+		// Not marked handled: the webhook's next try (the same handler) handles
+		// the failure again, or anyone once the handling has lapsed (the
+		// receipt check, when no try comes).
 		return err
 	}
 	return s.st.DeliveryHandled(ctx, school, m.ID, status)

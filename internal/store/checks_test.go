@@ -37,7 +37,7 @@ func TestReceiptCheckListedUntilAFinalStatusIsHandled(t *testing.T) {
 
 	record := func(id, status string, settled bool) {
 		t.Helper()
-		if _, _, err := s.RecordDelivery(ctx, "s1", id, status, 0, settled); err != nil {
+		if _, _, err := s.RecordDelivery(ctx, "s1", id, status, 0, settled, "test", t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,5 +110,53 @@ func TestReceiptCheckClaimIsFenced(t *testing.T) {
 	}
 	if checks, _ := s.ReceiptChecks(ctx, "s1"); len(checks) != 0 {
 		t.Fatalf("checks after the end = %v, want none", checks)
+	}
+}
+
+// A failure recorded and not yet handled is held by the handler that recorded it:
+// another copy of the receipt arriving meanwhile leaves it alone (it is handled
+// once), the same handler's next try takes it up again, and anyone does once the
+// hold has lapsed (its handler died). Once handled, no one handles it again.
+func TestDeliveryHandlingIsHeldByOneHandler(t *testing.T) {
+	t.Parallel()
+	s, ctx := newTestStore(t)
+	ch := Change{Result: visit.Result{Messages: []visit.Message{sendMsg("alert")}}, Now: t0, ClaimFor: time.Minute}
+	if err := s.Begin("s1").Commit(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordSent(ctx, ch.Claimed("s1")[0], "SMalert", t0); err != nil {
+		t.Fatal(err)
+	}
+	record := func(by string, at time.Time) (isNew, pending bool) {
+		t.Helper()
+		isNew, pending, err := s.RecordDelivery(ctx, "s1", "alert", "undelivered", 30003, false, by, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return isNew, pending
+	}
+	if isNew, pending := record("webhook-1", t0); !isNew || !pending {
+		t.Fatalf("first receipt: new %v, pending %v; want both", isNew, pending)
+	}
+	if isNew, pending := record("webhook-2", t0.Add(time.Second)); isNew || pending {
+		t.Fatalf("a second copy while the first is handled: new %v, pending %v; want neither", isNew, pending)
+	}
+	if _, pending := record("webhook-1", t0.Add(2*time.Second)); !pending {
+		t.Fatal("the first handler's next try did not take its handling up again")
+	}
+	if _, pending := record("check", t0.Add(2*time.Second+HandleFor-time.Millisecond)); pending {
+		t.Fatal("another handler took the handling before the hold lapsed")
+	}
+	if _, pending := record("check", t0.Add(2*time.Second+HandleFor)); !pending {
+		t.Fatal("the handling was not taken over once the hold had lapsed")
+	}
+	if err := s.DeliveryHandled(ctx, "s1", "alert", "undelivered"); err != nil {
+		t.Fatal(err)
+	}
+	if isNew, pending := record("webhook-3", t0.Add(time.Hour)); isNew || pending {
+		t.Fatalf("a repeat once handled: new %v, pending %v; want neither", isNew, pending)
+	}
+	if checks, _ := s.ReceiptChecks(ctx, "s1"); len(checks) != 0 {
+		t.Fatalf("checks = %v after the failure was handled, want none", checks)
 	}
 }

@@ -187,7 +187,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := s.RecordDelivery(ctx, "s1", "undelivered", "undelivered", 30003, false); err != nil {
+	if _, _, err := s.RecordDelivery(ctx, "s1", "undelivered", "undelivered", 30003, false, "test", t0); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]MessageRecord{}

@@ -319,50 +319,84 @@ func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, ms
 	return school, &m, h["delivery"], nil
 }
 
-// RecordDelivery records a receipt's status on its message. isNew reports that the
-// message did not have that status yet; pending, that the status still has to be
-// handled (DeliveryHandled once it is): it is new and not settled, or a receipt
-// recorded it before and its handling did not finish (Redis went away between the
-// two, and the receipt is being retried). settled says the status asks for nothing
-// more (delivered, sent): it is recorded as handled at once. Handling a failure
-// again is safe: the call it queues has a fixed ID, and a level is cascaded from
-// once. A status still to handle is recorded with an empty "handled" field; a
-// message recorded by an older version has none, and its status counts as handled.
-func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int, settled bool) (isNew, pending bool, err error) {
-	key := s.k.message(school, id)
-	v, err := s.rdb.HMGet(ctx, key, "delivery", "handled").Result()
+// HandleFor is how long a receipt's handling is held by the try that began it
+// (RecordDelivery): another receipt of the same status leaves it alone meanwhile,
+// and takes it over once it lapses (the try died).
+const HandleFor = 30 * time.Second
+
+// deliveryScript records a receipt's status on its message (RecordDelivery).
+//
+// KEYS[1]: the message hash; KEYS[2]: the school's receipt checks.
+// ARGV[1]: status; ARGV[2]: error code; ARGV[3]: "1" when the status asks for
+// nothing more (settled); ARGV[4]: "1" when it is final (visit.FinalStatus);
+// ARGV[5]: the message's ID (its check's member); ARGV[6]: who handles it;
+// ARGV[7]: now (Unix ms); ARGV[8]: until when the handling is held (Unix ms).
+// The field "handling" holds "who until". Returns {isNew, pending}.
+var deliveryScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'delivery', 'handled', 'handling')
+if v[1] == ARGV[1] then
+  if (not v[2]) or v[2] == ARGV[1] then return {0, 0} end
+  if v[3] then
+    local by, untl = string.match(v[3], '^(.*) (%d+)$')
+    if by and by ~= ARGV[6] and tonumber(untl) > tonumber(ARGV[7]) then return {0, 0} end
+  end
+  redis.call('HSET', KEYS[1], 'handling', ARGV[6] .. ' ' .. ARGV[8])
+  return {0, 1}
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'delivery', ARGV[1], 'error_code', ARGV[2], 'handled', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'handling')
+  if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[5]) end
+  return {1, 0}
+end
+redis.call('HSET', KEYS[1], 'delivery', ARGV[1], 'error_code', ARGV[2], 'handled', '', 'handling', ARGV[6] .. ' ' .. ARGV[8])
+return {1, 1}
+`)
+
+// RecordDelivery records a receipt's status on its message, in one step. isNew
+// reports that the message did not have that status yet; pending, that the
+// status is this caller's to handle now (DeliveryHandled once it is): it is new
+// and not settled, or it was recorded before and its handling never finished
+// (Redis went away between the two, or the replica died). settled says the status
+// asks for nothing more (delivered, sent): it is recorded as handled at once, and
+// a final one ends the message's receipt check.
+//
+// by names the handler: the same for every try of one webhook request. A status
+// whose handling another handler began less than HandleFor ago is not pending
+// for this one (two copies of one receipt at once handle it once); the same
+// handler's next try, or anyone once HandleFor has passed, takes it over.
+// Handling a failure again after a try that half finished is safe: the call it
+// queues has a fixed ID, and a level is cascaded from once. A message recorded by
+// an older version has no "handled" field, and its status counts as handled.
+func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, code int, settled bool, by string, now time.Time) (isNew, pending bool, err error) {
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	res, err := deliveryScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.receiptChecks(school)},
+		status, code, flag(settled), flag(visit.FinalStatus(status)), id, by, now.UnixMilli(), now.Add(HandleFor).UnixMilli()).Int64Slice()
 	if err != nil {
-		return false, false, err
+		return false, false, fmt.Errorf("record delivery of %s: %w", id, err)
 	}
-	prev, _ := v[0].(string)
-	if prev == status {
-		handled, marked := v[1].(string)
-		return false, marked && handled != status, nil
+	if len(res) != 2 {
+		return false, false, fmt.Errorf("record delivery of %s: script answered %v", id, res)
 	}
-	handled := ""
-	if settled {
-		handled = status
-	}
-	return true, !settled, s.handled(ctx, school, id, status, settled,
-		"delivery", status, "error_code", code, "handled", handled)
+	return res[0] == 1, res[1] == 1, nil
 }
 
 // DeliveryHandled records that the status RecordDelivery reported pending has been
-// handled, so that a repeat of the receipt does nothing.
+// handled, so that a repeat of the receipt does nothing, and ends the message's
+// receipt check once the status is final.
 func (s *Store) DeliveryHandled(ctx context.Context, school, id, status string) error {
-	return s.handled(ctx, school, id, status, true, "handled", status)
-}
-
-// handled sets fields on a message; once a final status is handled (done), its
-// receipt check is ended in the same transaction.
-func (s *Store) handled(ctx context.Context, school, id, status string, done bool, fields ...any) error {
 	key := s.k.message(school, id)
-	if !done || !visit.FinalStatus(status) {
-		return s.rdb.HSet(ctx, key, fields...).Err()
-	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, fields...)
-		p.ZRem(ctx, s.k.receiptChecks(school), id)
+		p.HSet(ctx, key, "handled", status)
+		p.HDel(ctx, key, "handling")
+		if visit.FinalStatus(status) {
+			p.ZRem(ctx, s.k.receiptChecks(school), id)
+		}
 		return nil
 	})
 	return err

@@ -246,7 +246,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "MessageSid and MessageStatus are required", http.StatusBadRequest)
 		return
 	}
-	rc := service.Receipt{SID: sid, Status: status, ErrorCode: code}
+	// One handler for every try of this request (service.Receipt.By).
+	rc := service.Receipt{SID: sid, Status: status, ErrorCode: code, By: service.NewHandler()}
 	if err := s.patiently(r.Context(), r.URL.Path, true, func(ctx context.Context) error {
 		return s.o.Service.HandleReceipt(ctx, rc)
 	}); err != nil {
