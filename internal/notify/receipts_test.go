@@ -69,10 +69,12 @@ func sent(t *testing.T, st *store.Store, at time.Time, ids ...string) {
 	}
 }
 
-// settle records status on m as handled, as the real handler (the service)
-// does once it has handled it.
-func settle(ctx context.Context, st *store.Store, school string, m visit.Message, status string, code int) error {
-	if _, _, err := st.RecordDelivery(ctx, school, m.ID, status, code, true, "test", t0); err != nil {
+// settle does what the service does with a status (service.HandleMessageStatus),
+// at now: records it, and marks it handled if it is this handler's to handle.
+func settle(ctx context.Context, st *store.Store, school string, m visit.Message, status string, code int, now time.Time) error {
+	failed := status == "undelivered" || status == "failed"
+	_, pending, err := st.RecordDelivery(ctx, school, m.ID, status, code, !failed, "checker", now)
+	if err != nil || !pending {
 		return err
 	}
 	return st.DeliveryHandled(ctx, school, m.ID, status)
@@ -111,7 +113,7 @@ func TestReceiptChecker(t *testing.T) {
 				t.Errorf("handled a message of school %q", school)
 			}
 			got = append(got, handled{"SM" + m.ID, status, code})
-			return settle(t.Context(), st, school, m, status, code)
+			return settle(t.Context(), st, school, m, status, code, now)
 		},
 		Parallel: 1,
 	})
@@ -191,7 +193,7 @@ func TestReceiptCheckRetriedAfterAFailedHandling(t *testing.T) {
 			if fail != nil {
 				return fail
 			}
-			return settle(ctx, st, school, m, status, code)
+			return settle(ctx, st, school, m, status, code, now)
 		},
 	})
 	c.Sweep(t.Context())
@@ -229,7 +231,7 @@ func TestReceiptCheckBacklogIsDrained(t *testing.T) {
 		Every: time.Hour, Batch: 2,
 		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 			handledSID <- m.ID
-			return settle(ctx, st, school, m, status, code)
+			return settle(ctx, st, school, m, status, code, t0.Add(time.Hour))
 		},
 	})
 	run(t, c)
@@ -295,7 +297,7 @@ func TestReceiptCheckNearlyExpiredClaimIsLeft(t *testing.T) {
 		Store: st, Twilio: tw, Log: quiet(), Now: now,
 		Handle: func(ctx context.Context, school string, m visit.Message, status string, code int) error {
 			handledN++
-			return settle(ctx, st, school, m, status, code)
+			return settle(ctx, st, school, m, status, code, claimAt)
 		},
 	})
 	if n, _ := c.Sweep(t.Context()); n != 1 || tw.times("SMlate") != 0 || handledN != 0 {

@@ -317,7 +317,7 @@ func (s *Service) HandleReceipt(ctx context.Context, r Receipt) error {
 		// receipt, after the dispatcher looked for it: look once more. Whoever
 		// takes the kept receipt first handles it.
 		if _, _, _, err := s.st.MessageBySID(ctx, r.SID); err == nil {
-			return s.ReplayReceipt(ctx, r.SID)
+			return s.replayReceipt(ctx, r.SID, r.By)
 		}
 		return nil
 	}
@@ -371,9 +371,16 @@ func (s *Service) HandleMessageStatus(ctx context.Context, school string, m visi
 // ReplayReceipt handles a receipt that arrived before its send was recorded, once
 // the dispatcher has recorded it under sid.
 func (s *Service) ReplayReceipt(ctx context.Context, sid string) error {
+	return s.replayReceipt(ctx, sid, "")
+}
+
+// replayReceipt is ReplayReceipt by a named handler: a webhook whose receipt
+// found its send recorded after all replays it as itself, so that its own next
+// try can take up a handling the replay began (Receipt.By).
+func (s *Service) replayReceipt(ctx context.Context, sid, by string) error {
 	r, err := s.st.TakePendingReceipt(ctx, sid)
 	if err != nil || r == nil {
 		return err
 	}
-	return s.HandleReceipt(ctx, Receipt{SID: sid, Status: r.Status, ErrorCode: r.Code})
+	return s.HandleReceipt(ctx, Receipt{SID: sid, Status: r.Status, ErrorCode: r.Code, By: by})
 }

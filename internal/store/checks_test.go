@@ -160,3 +160,61 @@ func TestDeliveryHandlingIsHeldByOneHandler(t *testing.T) {
 		t.Fatalf("checks = %v after the failure was handled, want none", checks)
 	}
 }
+
+// Twilio's callbacks can come out of order, clocks can disagree, and retention
+// deletes messages: a late "sent" does not hide an "undelivered" still to handle;
+// a hold that ends further ahead than one made now (its writer's clock was ahead)
+// counts as lapsed; a message that is gone is not made again; and a status marked
+// handled after another has replaced it changes nothing.
+func TestDeliveryRecordAgainstDisorder(t *testing.T) {
+	t.Parallel()
+	s, ctx := newTestStore(t)
+	ch := Change{Result: visit.Result{Messages: []visit.Message{sendMsg("a"), sendMsg("b")}}, Now: t0, ClaimFor: time.Minute}
+	if err := s.Begin("s1").Commit(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ch.Claimed("s1") {
+		if _, err := s.RecordSent(ctx, o, "SM"+o.Msg.ID, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func(id, status string, settled bool, by string, at time.Time) (isNew, pending bool) {
+		t.Helper()
+		isNew, pending, err := s.RecordDelivery(ctx, "s1", id, status, 0, settled, by, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return isNew, pending
+	}
+	// A replica whose clock is an hour ahead records the failure, and dies.
+	if isNew, pending := record("a", "undelivered", false, "fast-clock", t0.Add(time.Hour)); !isNew || !pending {
+		t.Fatal("the failure was not recorded")
+	}
+	if isNew, pending := record("a", "sent", true, "late-sent", t0.Add(time.Second)); isNew || pending {
+		t.Fatalf("a late 'sent': new %v, pending %v; want it ignored", isNew, pending)
+	}
+	if _, pending := record("a", "undelivered", false, "check", t0.Add(time.Minute)); !pending {
+		t.Fatal("a hold ending an hour ahead kept the failure from being handled")
+	}
+	// Another handler finishes with a status the message no longer has: the
+	// failure stays to handle, and its receipt check stays listed.
+	if err := s.DeliveryHandled(ctx, "s1", "a", "delivered"); err != nil {
+		t.Fatal(err)
+	}
+	if checks, _ := s.ReceiptChecks(ctx, "s1"); checks["a"].IsZero() {
+		t.Fatal("marking a status the message no longer has handled ended its receipt check")
+	}
+	if _, pending := record("a", "undelivered", false, "check", t0.Add(time.Minute)); !pending {
+		t.Fatal("marking a status the message no longer has handled marked the failure handled")
+	}
+
+	if err := s.rdb.Del(ctx, s.k.message("s1", "b")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if isNew, pending := record("b", "undelivered", false, "webhook", t0); isNew || pending {
+		t.Fatalf("a receipt for a deleted message: new %v, pending %v; want nothing", isNew, pending)
+	}
+	if n, _ := s.rdb.Exists(ctx, s.k.message("s1", "b")).Result(); n != 0 {
+		t.Fatal("a receipt made a deleted message again")
+	}
+}

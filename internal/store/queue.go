@@ -332,17 +332,29 @@ const HandleFor = 30 * time.Second
 // ARGV[5]: the message's ID (its check's member); ARGV[6]: who handles it;
 // ARGV[7]: now (Unix ms); ARGV[8]: until when the handling is held (Unix ms).
 // The field "handling" holds "who until". Returns {isNew, pending}.
+//
+// A message that is gone (retention) is not made again. A status that is not
+// final never replaces a final one (Twilio's callbacks can come out of order: a
+// late "sent" must not hide an "undelivered" still to handle). A hold that ends
+// further ahead than a hold made now would (its writer's clock was ahead, or this
+// one stepped back) counts as lapsed: at worst a failure is handled twice, never
+// left.
 var deliveryScript = redis.NewScript(`
+local final = {}
+for _, st in ipairs(cjson.decode(ARGV[9])) do final[st] = true end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local v = redis.call('HMGET', KEYS[1], 'delivery', 'handled', 'handling')
 if v[1] == ARGV[1] then
   if (not v[2]) or v[2] == ARGV[1] then return {0, 0} end
   if v[3] then
     local by, untl = string.match(v[3], '^(.*) (%d+)$')
-    if by and by ~= ARGV[6] and tonumber(untl) > tonumber(ARGV[7]) then return {0, 0} end
+    local u = tonumber(untl)
+    if by and by ~= ARGV[6] and u > tonumber(ARGV[7]) and u <= tonumber(ARGV[8]) then return {0, 0} end
   end
   redis.call('HSET', KEYS[1], 'handling', ARGV[6] .. ' ' .. ARGV[8])
   return {0, 1}
 end
+if v[1] and final[v[1]] and ARGV[4] ~= '1' then return {0, 0} end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'delivery', ARGV[1], 'error_code', ARGV[2], 'handled', ARGV[1])
   redis.call('HDEL', KEYS[1], 'handling')
@@ -351,6 +363,24 @@ if ARGV[3] == '1' then
 end
 redis.call('HSET', KEYS[1], 'delivery', ARGV[1], 'error_code', ARGV[2], 'handled', '', 'handling', ARGV[6] .. ' ' .. ARGV[8])
 return {1, 1}
+`)
+
+// finalStatusesJSON is visit.FinalStatuses for deliveryScript.
+var finalStatusesJSON = func() string {
+	b, _ := json.Marshal(visit.FinalStatuses())
+	return string(b)
+}()
+
+// handledScript marks a status handled (DeliveryHandled), if it is still the
+// message's status: clears the hold and, for a final status, ends the receipt
+// check. KEYS as deliveryScript; ARGV[1]: status; ARGV[2]: "1" when final;
+// ARGV[3]: the message's ID.
+var handledScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'delivery') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'handled', ARGV[1])
+redis.call('HDEL', KEYS[1], 'handling')
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+return 1
 `)
 
 // RecordDelivery records a receipt's status on its message, in one step. isNew
@@ -376,7 +406,8 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 		return "0"
 	}
 	res, err := deliveryScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.receiptChecks(school)},
-		status, code, flag(settled), flag(visit.FinalStatus(status)), id, by, now.UnixMilli(), now.Add(HandleFor).UnixMilli()).Int64Slice()
+		status, code, flag(settled), flag(visit.FinalStatus(status)), id, by, now.UnixMilli(), now.Add(HandleFor).UnixMilli(),
+		finalStatusesJSON).Int64Slice()
 	if err != nil {
 		return false, false, fmt.Errorf("record delivery of %s: %w", id, err)
 	}
@@ -388,18 +419,19 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 
 // DeliveryHandled records that the status RecordDelivery reported pending has been
 // handled, so that a repeat of the receipt does nothing, and ends the message's
-// receipt check once the status is final.
+// receipt check once the status is final. It does nothing when the message's
+// status is another by now (a final status that came since is handled on its
+// own).
 func (s *Store) DeliveryHandled(ctx context.Context, school, id, status string) error {
-	key := s.k.message(school, id)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "handled", status)
-		p.HDel(ctx, key, "handling")
-		if visit.FinalStatus(status) {
-			p.ZRem(ctx, s.k.receiptChecks(school), id)
-		}
-		return nil
-	})
-	return err
+	final := "0"
+	if visit.FinalStatus(status) {
+		final = "1"
+	}
+	err := handledScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.receiptChecks(school)}, status, final, id).Err()
+	if err != nil {
+		return fmt.Errorf("mark delivery of %s handled: %w", id, err)
+	}
+	return nil
 }
 
 // pendingReceiptTTL is how long a receipt that arrived before its send was recorded

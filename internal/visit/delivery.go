@@ -2,6 +2,7 @@ package visit
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ var finalStatus = map[string]bool{
 // call. Others (queued, sending, sent, ringing, in-progress, ...) may still be
 // followed by a failure: "sent" only means a carrier took the SMS.
 func FinalStatus(status string) bool { return finalStatus[status] }
+
+// FinalStatuses lists the final statuses, sorted (for code outside Go, such as a
+// Lua script, that must know them too).
+func FinalStatuses() []string { return slices.Sorted(maps.Keys(finalStatus)) }
 
 // callsToo reports whether an alert message to r also goes as a voice call: panic
 // and duress alerts and the police level always do; other levels are called when
