@@ -1,0 +1,91 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-safety/vigil/internal/service"
+	"github.com/vigil-safety/vigil/internal/web"
+)
+
+// blockingService answers inbound SMS only when released, ignoring deadlines, as
+// a service stuck behind a busy Redis would; the rest of web.Service is not used.
+type blockingService struct {
+	web.Service
+	release chan struct{}
+	once    sync.Once
+	entered atomic.Int32
+	in      chan struct{} // one send per call, as it enters
+}
+
+func (b *blockingService) free() { b.once.Do(func() { close(b.release) }) }
+
+func (b *blockingService) HandleSMS(context.Context, service.InboundSMS) (string, error) {
+	b.entered.Add(1)
+	b.in <- struct{}{}
+	<-b.release
+	return "recorded", nil
+}
+
+func (b *blockingService) CountReply() {}
+
+func (b *blockingService) NotConfirmed(service.InboundSMS) string { return "NOT CONFIRMED" }
+
+// Webhooks beyond MaxInFlight wait for a slot, within their patience: with one
+// slot taken by a request the service is still working on, the next is not
+// handed to the service at all, and is answered NOT CONFIRMED when its patience
+// runs out (unbounded, it would pile onto the stuck service and wait with it).
+func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
+	t.Parallel()
+	svc := &blockingService{release: make(chan struct{}), in: make(chan struct{}, 8)}
+	srv := httptest.NewServer(web.New(web.Options{
+		Service: svc, Log: slog.New(slog.DiscardHandler), TwiML: func(s string) string { return "<Response><Message>" + s + "</Message></Response>" },
+		Patience: 300 * time.Millisecond, MaxInFlight: 1,
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(svc.free) // first: a failed test must not leave the server's Close waiting
+	post := func(sid string) <-chan string {
+		out := make(chan string, 1)
+		go func() {
+			form := url.Values{"From": {"+447700900101"}, "Body": {"IN"}, "MessageSid": {sid}}
+			res, err := http.PostForm(srv.URL+"/twilio/sms", form)
+			if err != nil {
+				out <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			out <- string(b)
+		}()
+		return out
+	}
+
+	first := post("SM1")
+	select {
+	case <-svc.in:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first webhook never reached the service")
+	}
+	second := post("SM2")
+	select {
+	case got := <-second:
+		if !strings.Contains(got, "NOT CONFIRMED") || svc.entered.Load() != 1 {
+			t.Fatalf("second answered %q with %d in the service; want NOT CONFIRMED, never handed over", got, svc.entered.Load())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second webhook was handed to the stuck service instead of waiting for a slot")
+	}
+	svc.free()
+	if got := <-first; !strings.Contains(got, "recorded") {
+		t.Fatalf("first answered %q", got)
+	}
+}
