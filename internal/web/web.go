@@ -100,6 +100,7 @@ type Options struct {
 	OnRetry func(path string, err error)
 	// MaxInFlight bounds the webhooks (inbound SMS and receipts) handled at once
 	// (default DefaultMaxInFlight); more wait their turn, within their patience.
+	// A PANIC does not wait.
 	MaxInFlight int
 }
 
@@ -160,6 +161,12 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values,
 // Twilio SID its commit is keyed on, so an attempt that did commit before its answer
 // was lost is answered from that commit. It returns do's last error.
 func (s *Server) patiently(ctx context.Context, path string, repeatable bool, do func(context.Context) error) error {
+	return s.patientlyAs(ctx, path, repeatable, false, do)
+}
+
+// patientlyAs is patiently; an urgent webhook (a PANIC) does not wait for a slot:
+// in a flood it goes ahead of the texts waiting their turn.
+func (s *Server) patientlyAs(ctx context.Context, path string, repeatable, urgent bool, do func(context.Context) error) error {
 	patience := s.o.Patience
 	if patience <= 0 {
 		patience = DefaultPatience
@@ -170,13 +177,17 @@ func (s *Server) patiently(ctx context.Context, path string, repeatable bool, do
 	pause := 50 * time.Millisecond
 	for {
 		// Each attempt waits for a slot (MaxInFlight), within the patience.
-		select {
-		case s.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if !urgent {
+			select {
+			case s.slots <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		err := do(ctx)
-		<-s.slots
+		if !urgent {
+			<-s.slots
+		}
 		if err == nil || !repeatable || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
 			return err
 		}
@@ -207,7 +218,8 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	}
 	in := service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")}
 	var reply string
-	err := s.patiently(r.Context(), r.URL.Path, in.SID != "", func(ctx context.Context) (err error) {
+	urgent := visit.Parse(in.Body).Verb == visit.VerbPanic
+	err := s.patientlyAs(r.Context(), r.URL.Path, in.SID != "", urgent, func(ctx context.Context) (err error) {
 		reply, err = s.o.Service.HandleSMS(ctx, in)
 		return err
 	})

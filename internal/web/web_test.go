@@ -29,7 +29,10 @@ type blockingService struct {
 
 func (b *blockingService) free() { b.once.Do(func() { close(b.release) }) }
 
-func (b *blockingService) HandleSMS(context.Context, service.InboundSMS) (string, error) {
+func (b *blockingService) HandleSMS(_ context.Context, in service.InboundSMS) (string, error) {
+	if in.Body == "PANIC" {
+		return "PANIC received", nil // the stuck part is the others' records
+	}
 	b.entered.Add(1)
 	b.in <- struct{}{}
 	<-b.release
@@ -44,6 +47,7 @@ func (b *blockingService) NotConfirmed(service.InboundSMS) string { return "NOT 
 // slot taken by a request the service is still working on, the next is not
 // handed to the service at all, and is answered NOT CONFIRMED when its patience
 // runs out (unbounded, it would pile onto the stuck service and wait with it).
+// A PANIC does not wait for a slot.
 func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 	t.Parallel()
 	svc := &blockingService{release: make(chan struct{}), in: make(chan struct{}, 8)}
@@ -53,10 +57,10 @@ func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(svc.free) // first: a failed test must not leave the server's Close waiting
-	post := func(sid string) <-chan string {
+	post := func(sid, body string) <-chan string {
 		out := make(chan string, 1)
 		go func() {
-			form := url.Values{"From": {"+447700900101"}, "Body": {"IN"}, "MessageSid": {sid}}
+			form := url.Values{"From": {"+447700900101"}, "Body": {body}, "MessageSid": {sid}}
 			res, err := http.PostForm(srv.URL+"/twilio/sms", form)
 			if err != nil {
 				out <- err.Error()
@@ -69,13 +73,22 @@ func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 		return out
 	}
 
-	first := post("SM1")
+	first := post("SM1", "IN")
 	select {
 	case <-svc.in:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first webhook never reached the service")
 	}
-	second := post("SM2")
+	// A PANIC does not wait its turn: it is handled while the slot is taken.
+	select {
+	case got := <-post("SM3", "PANIC"):
+		if !strings.Contains(got, "PANIC received") {
+			t.Fatalf("PANIC answered %q while the slot was taken; want it handled", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to a PANIC while the slot was taken")
+	}
+	second := post("SM2", "IN")
 	select {
 	case got := <-second:
 		if !strings.Contains(got, "NOT CONFIRMED") || svc.entered.Load() != 1 {
