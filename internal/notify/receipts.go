@@ -24,7 +24,7 @@ type StatusFetcher interface {
 type ReceiptStore interface {
 	SchoolIDs(ctx context.Context) ([]string, error)
 	ClaimReceiptChecks(ctx context.Context, schools []string, now time.Time, lease time.Duration, max int) ([]store.Due, error)
-	SentMessageFor(ctx context.Context, d store.Due) (store.SentMessage, error)
+	SentMessageFor(ctx context.Context, d store.Due) (store.MessageRecord, error)
 	EndReceiptCheck(ctx context.Context, d store.Due) error
 	DeferReceiptCheck(ctx context.Context, d store.Due, at time.Time) error
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -66,41 +65,22 @@ func (s *Store) ClaimReceiptChecks(ctx context.Context, schools []string, now ti
 			failed = fmt.Errorf("claim receipt checks of %s: %w", sc, err)
 			continue
 		}
-		for j := 0; j+1 < len(raw); j += 2 {
-			ms, _ := strconv.ParseFloat(raw[j+1], 64)
-			out = append(out, Due{Claim: Claim{School: sc, Member: raw[j], Lease: leaseAt}, At: time.UnixMilli(int64(ms))})
-		}
+		out = append(out, claimed(sc, raw, leaseAt)...)
 	}
 	return out, failed
 }
 
-// SentMessage is what a receipt check needs to know of a message.
-type SentMessage struct {
-	Msg       visit.Message
-	SID       string
-	SentAt    time.Time
-	Delivery  string // the last status a receipt recorded ("" when none came)
-	Handled   bool   // that status's handling has finished
-	ErrorCode int
-}
-
 // SentMessageFor reads the message a receipt check names; ErrNotFound when it is
 // gone (retention) or was never recorded as sent.
-func (s *Store) SentMessageFor(ctx context.Context, d Due) (SentMessage, error) {
+func (s *Store) SentMessageFor(ctx context.Context, d Due) (MessageRecord, error) {
 	h, err := s.rdb.HGetAll(ctx, s.k.message(d.School, d.Member)).Result()
 	if err != nil {
-		return SentMessage{}, fmt.Errorf("load message %s: %w", d.Member, err)
+		return MessageRecord{}, fmt.Errorf("load message %s: %w", d.Member, err)
 	}
-	var m SentMessage
-	if h["sid"] == "" || json.Unmarshal([]byte(h["json"]), &m.Msg) != nil {
-		return SentMessage{}, ErrNotFound
+	m, ok := messageRecord(h)
+	if !ok || m.SID == "" {
+		return MessageRecord{}, ErrNotFound
 	}
-	m.SID, m.SentAt, m.Delivery = h["sid"], msField(h["sent_at"]), h["delivery"]
-	// A message recorded by an older version has no "handled" field: its status
-	// counts as handled (RecordDelivery).
-	handled, marked := h["handled"]
-	m.Handled = !marked || handled == m.Delivery
-	m.ErrorCode, _ = strconv.Atoi(h["error_code"])
 	return m, nil
 }
 

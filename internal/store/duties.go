@@ -89,11 +89,29 @@ func msRange(from, to time.Time) *redis.ZRangeBy {
 
 // MessageRecord is what the outbox remembers of one message after it was queued.
 type MessageRecord struct {
-	Msg      visit.Message
-	State    string    // queued, sending, retry, sent, failed
-	Delivery string    // the last delivery receipt's status (delivered, undelivered, failed, ...)
-	LastTry  time.Time // when the last send began (zero if none did)
-	SentAt   time.Time
+	Msg     visit.Message
+	State   string    // queued, sending, retry, sent, failed
+	LastTry time.Time // when the last send began (zero if none did)
+	SentAt  time.Time
+	SID     string // Twilio's, once sent
+	// Delivery is the last delivery receipt's status (delivered, undelivered,
+	// failed, ...; "" when none came), with its ErrorCode; Handled says that
+	// status's handling has finished (RecordDelivery).
+	Delivery  string
+	ErrorCode int
+	Handled   bool
+}
+
+// messageRecord reads a message hash; false when it holds no readable message.
+func messageRecord(h map[string]string) (MessageRecord, bool) {
+	m := MessageRecord{State: h["state"], LastTry: msField(h["attempt_at"]), SentAt: msField(h["sent_at"]),
+		SID: h["sid"], Delivery: h["delivery"]}
+	m.ErrorCode, _ = strconv.Atoi(h["error_code"])
+	// A message recorded by an older version has no "handled" field: its status
+	// counts as handled.
+	handled, marked := h["handled"]
+	m.Handled = !marked || handled == m.Delivery
+	return m, json.Unmarshal([]byte(h["json"]), &m.Msg) == nil
 }
 
 // Failed reports whether the message never reached its recipient: Twilio refused it
@@ -117,8 +135,8 @@ func (s *Store) ScanMessages(ctx context.Context, school string, fn func(Message
 		if len(h) == 0 {
 			return nil // deleted since the scan saw it
 		}
-		rec := MessageRecord{State: h["state"], Delivery: h["delivery"], LastTry: msField(h["attempt_at"]), SentAt: msField(h["sent_at"])}
-		if err := json.Unmarshal([]byte(h["json"]), &rec.Msg); err != nil {
+		rec, ok := messageRecord(h)
+		if !ok {
 			rec.Msg.ID = strings.TrimPrefix(key, prefix)
 		}
 		return fn(rec)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -84,13 +83,18 @@ func (s *Store) claim(ctx context.Context, key, school string, now time.Time, le
 	if err != nil {
 		return nil, err
 	}
-	leaseAt := now.UnixMilli() + lease.Milliseconds()
+	return claimed(school, res, now.UnixMilli()+lease.Milliseconds()), nil
+}
+
+// claimed reads claimScript's answer [member, due, ...] for school, each claimed
+// until leaseAt (Unix ms).
+func claimed(school string, res []string, leaseAt int64) []Due {
 	out := make([]Due, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
 		ms, _ := strconv.ParseFloat(res[i+1], 64)
 		out = append(out, Due{Claim: Claim{School: school, Member: res[i], Lease: leaseAt}, At: time.UnixMilli(int64(ms))})
 	}
-	return out, nil
+	return out
 }
 
 // NextTimer is when the school's earliest timer falls due (false when none).
@@ -312,11 +316,11 @@ func (s *Store) MessageBySID(ctx context.Context, sid string) (school string, ms
 	if err != nil {
 		return "", nil, "", err
 	}
-	var m visit.Message
-	if err := json.Unmarshal([]byte(h["json"]), &m); err != nil {
+	m, ok := messageRecord(h)
+	if !ok {
 		return "", nil, "", ErrNotFound
 	}
-	return school, &m, h["delivery"], nil
+	return school, &m.Msg, m.Delivery, nil
 }
 
 // HandleFor is how long a receipt's handling is held by the try that began it
@@ -340,8 +344,7 @@ const HandleFor = 30 * time.Second
 // one stepped back) counts as lapsed: at worst a failure is handled twice, never
 // left.
 var deliveryScript = redis.NewScript(`
-local final = {}
-for _, st in ipairs(cjson.decode(ARGV[9])) do final[st] = true end
+local final = {` + luaSet(visit.FinalStatuses()) + `}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local v = redis.call('HMGET', KEYS[1], 'delivery', 'handled', 'handling')
 if v[1] == ARGV[1] then
@@ -365,11 +368,16 @@ redis.call('HSET', KEYS[1], 'delivery', ARGV[1], 'error_code', ARGV[2], 'handled
 return {1, 1}
 `)
 
-// finalStatusesJSON is visit.FinalStatuses for deliveryScript.
-var finalStatusesJSON = func() string {
-	b, _ := json.Marshal(visit.FinalStatuses())
-	return string(b)
-}()
+// luaSet writes words as the fields of a Lua table literal whose values are true
+// (for a script that must know them: the script's text, and so its SHA, is fixed
+// when the package loads).
+func luaSet(words []string) string {
+	var b strings.Builder
+	for _, w := range words {
+		fmt.Fprintf(&b, "[%q] = true, ", w)
+	}
+	return b.String()
+}
 
 // handledScript marks a status handled (DeliveryHandled), if it is still the
 // message's status: clears the hold and, for a final status, ends the receipt
@@ -406,8 +414,7 @@ func (s *Store) RecordDelivery(ctx context.Context, school, id, status string, c
 		return "0"
 	}
 	res, err := deliveryScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.receiptChecks(school)},
-		status, code, flag(settled), flag(visit.FinalStatus(status)), id, by, now.UnixMilli(), now.Add(HandleFor).UnixMilli(),
-		finalStatusesJSON).Int64Slice()
+		status, code, flag(settled), flag(visit.FinalStatus(status)), id, by, now.UnixMilli(), now.Add(HandleFor).UnixMilli()).Int64Slice()
 	if err != nil {
 		return false, false, fmt.Errorf("record delivery of %s: %w", id, err)
 	}
