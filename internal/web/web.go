@@ -156,17 +156,12 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values,
 // long as Options.Patience allows and the request lasts. Every attempt runs under the
 // patience's deadline too, so one that waits on a Redis that stopped answering ends
 // with it (the store's client honours context deadlines) and the answer still reaches
-// Twilio in time. Each attempt first waits for one of MaxInFlight slots. repeatable
-// says do is safe to run twice: the webhook carries a
+// Twilio in time. Each attempt first waits for one of MaxInFlight slots, unless
+// the webhook is urgent (a PANIC: in a flood it goes ahead of the texts waiting
+// their turn). repeatable says do is safe to run twice: the webhook carries a
 // Twilio SID its commit is keyed on, so an attempt that did commit before its answer
 // was lost is answered from that commit. It returns do's last error.
-func (s *Server) patiently(ctx context.Context, path string, repeatable bool, do func(context.Context) error) error {
-	return s.patientlyAs(ctx, path, repeatable, false, do)
-}
-
-// patientlyAs is patiently; an urgent webhook (a PANIC) does not wait for a slot:
-// in a flood it goes ahead of the texts waiting their turn.
-func (s *Server) patientlyAs(ctx context.Context, path string, repeatable, urgent bool, do func(context.Context) error) error {
+func (s *Server) patiently(ctx context.Context, path string, repeatable, urgent bool, do func(context.Context) error) error {
 	patience := s.o.Patience
 	if patience <= 0 {
 		patience = DefaultPatience
@@ -219,7 +214,7 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	in := service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")}
 	var reply string
 	urgent := visit.Parse(in.Body).Verb == visit.VerbPanic
-	err := s.patientlyAs(r.Context(), r.URL.Path, in.SID != "", urgent, func(ctx context.Context) (err error) {
+	err := s.patiently(r.Context(), r.URL.Path, in.SID != "", urgent, func(ctx context.Context) (err error) {
 		reply, err = s.o.Service.HandleSMS(ctx, in)
 		return err
 	})
@@ -282,7 +277,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	// One handler for every try of this request (service.Receipt.By).
 	rc := service.Receipt{SID: sid, Status: status, ErrorCode: code, By: service.NewHandler()}
-	if err := s.patiently(r.Context(), r.URL.Path, true, func(ctx context.Context) error {
+	if err := s.patiently(r.Context(), r.URL.Path, true, false, func(ctx context.Context) error {
 		return s.o.Service.HandleReceipt(ctx, rc)
 	}); err != nil {
 		s.log.Error("status callback failed", "err", err)
