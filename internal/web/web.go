@@ -157,8 +157,8 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (url.Values,
 // patience's deadline too, so one that waits on a Redis that stopped answering ends
 // with it (the store's client honours context deadlines) and the answer still reaches
 // Twilio in time. Each attempt first waits for one of MaxInFlight slots, unless
-// the webhook is urgent (a PANIC: in a flood it goes ahead of the texts waiting
-// their turn). repeatable says do is safe to run twice: the webhook carries a
+// the webhook is urgent (a PANIC or a possible duress code: in a flood it goes
+// ahead of the texts waiting their turn). repeatable says do is safe to run twice: the webhook carries a
 // Twilio SID its commit is keyed on, so an attempt that did commit before its answer
 // was lost is answered from that commit. It returns do's last error.
 func (s *Server) patiently(ctx context.Context, path string, repeatable, urgent bool, do func(context.Context) error) error {
@@ -213,7 +213,7 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	}
 	in := service.InboundSMS{From: from, Body: form.Get("Body"), SID: form.Get("MessageSid")}
 	var reply string
-	urgent := visit.Parse(in.Body).Verb == visit.VerbPanic
+	urgent := isUrgent(visit.Parse(in.Body))
 	err := s.patiently(r.Context(), r.URL.Path, in.SID != "", urgent, func(ctx context.Context) (err error) {
 		reply, err = s.o.Service.HandleSMS(ctx, in)
 		return err
@@ -229,6 +229,14 @@ func (s *Server) handleSMS(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	_, _ = io.WriteString(w, s.o.TwiML(reply)) // no copy of the answer into a []byte
+}
+
+// isUrgent says whether a text goes ahead of the webhooks waiting for a slot: a
+// PANIC, and a check-in with a word after it, which may be the officer's duress
+// code (only the service, looking the officer up, can tell). An ordinary check-in
+// has nothing after the word, so it still waits its turn.
+func isUrgent(c visit.Command) bool {
+	return c.Verb == visit.VerbPanic || (c.Verb == visit.VerbIn && c.Code != "")
 }
 
 // handleGather takes a keypress on an alert call (the <Gather> action): 1 takes

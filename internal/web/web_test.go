@@ -30,8 +30,8 @@ type blockingService struct {
 func (b *blockingService) free() { b.once.Do(func() { close(b.release) }) }
 
 func (b *blockingService) HandleSMS(_ context.Context, in service.InboundSMS) (string, error) {
-	if in.Body == "PANIC" {
-		return "PANIC received", nil // the stuck part is the others' records
+	if in.Body == "PANIC" || in.Body == "IN 4321" {
+		return in.Body + " received", nil // the stuck part is the others' records
 	}
 	b.entered.Add(1)
 	b.in <- struct{}{}
@@ -47,7 +47,8 @@ func (b *blockingService) NotConfirmed(service.InboundSMS) string { return "NOT 
 // slot taken by a request the service is still working on, the next is not
 // handed to the service at all, and is answered NOT CONFIRMED when its patience
 // runs out (unbounded, it would pile onto the stuck service and wait with it).
-// A PANIC does not wait for a slot.
+// A PANIC does not wait for a slot, nor does a check-in with a code after it (it
+// may be the officer's duress code, which only the service can tell).
 func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 	t.Parallel()
 	svc := &blockingService{release: make(chan struct{}), in: make(chan struct{}, 8)}
@@ -87,6 +88,15 @@ func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer to a PANIC while the slot was taken")
+	}
+	// Nor does a check-in that may carry a duress code.
+	select {
+	case got := <-post("SM4", "IN 4321"):
+		if !strings.Contains(got, "IN 4321 received") {
+			t.Fatalf("a check-in with a code answered %q while the slot was taken; want it handled", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to a check-in with a code while the slot was taken")
 	}
 	second := post("SM2", "IN")
 	select {
