@@ -106,6 +106,8 @@ func TestValidSignatureDefaultPort(t *testing.T) {
 		{"signed without :443", "https://vigil.example.org/twilio/sms", "https://vigil.example.org:443/twilio/sms"},
 		// Plain HTTP uses :80.
 		{"signed with :80", "http://vigil.example.org:80/twilio/sms", "http://vigil.example.org/twilio/sms"},
+		// Vigil knows a port that is not the default; Twilio signed without it.
+		{"signed without :8443", "https://vigil.example.org/twilio/sms", "https://vigil.example.org:8443/twilio/sms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +155,36 @@ func TestSignRepeatedFields(t *testing.T) {
 	} {
 		if sms.ValidSignature(token, u, tampered, want) {
 			t.Errorf("ValidSignature accepts tampered form %v", tampered)
+		}
+	}
+}
+
+// A signature for a URL with a port that is neither the URL's own nor absent is
+// refused, by twilio-go and by ValidSignature.
+func TestValidSignatureRefusesAnotherPort(t *testing.T) {
+	t.Parallel()
+	form := url.Values{"MessageSid": {"SM1"}, "Body": {"IN"}}
+	for _, served := range []string{"https://vigil.example.org/twilio/sms", "https://vigil.example.org:443/twilio/sms", "https://vigil.example.org:8443/twilio/sms"} {
+		sig := sms.Sign(token, "https://vigil.example.org:9443/twilio/sms", form)
+		rv := client.NewRequestValidator(token)
+		if sms.ValidSignature(token, served, form, sig) || rv.Validate(served, flat(form), sig) {
+			t.Errorf("served at %s: a signature for port 9443 accepted", served)
+		}
+	}
+}
+
+func BenchmarkValidSignature(b *testing.B) {
+	const u = "https://vigil.example.org/twilio/sms"
+	form := url.Values{
+		"MessageSid": {"SM0123456789abcdef0123456789abcdef"}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"},
+		"From": {"+447700900101"}, "To": {"+441332000001"}, "Body": {"VISIT 45 12 Acacia Ave"},
+		"NumMedia": {"0"}, "NumSegments": {"1"}, "SmsStatus": {"received"}, "ApiVersion": {"2010-04-01"},
+	}
+	sig := sms.Sign(token, u, form)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !sms.ValidSignature(token, u, form, sig) {
+			b.Fatal("refused")
 		}
 	}
 }
