@@ -87,3 +87,25 @@ func TestRedisOverTLSWithAPrivateAuthority(t *testing.T) {
 	// Without the authority, the server's certificate is not trusted.
 	refused(t, e, func(string) string { return string(noCA) }, "certificate signed by unknown authority")
 }
+
+func TestClusterOverTLS(t *testing.T) {
+	t.Parallel()
+	files := redistest.MakeTLSFiles(t)
+	c := redistest.StartCluster(t, 3, redistest.WithTLS(files), redistest.WithPassword("cluster-secret"))
+	secure := fmt.Sprintf(", tls: true, tls_ca_file: %q", files.CA)
+	e := newTopologyEnv(t, "cluster_addrs: "+yamlList(c.Addrs())+", password: cluster-secret"+secure)
+	visitAndReminder(t, e, e.startDaemon())
+	// The nodes speak TLS only: a daemon without it is refused at start.
+	refused(t, e, func(y string) string { return replaceOnce(t, y, secure, "") }, "connect to redis")
+}
+
+func TestSentinelOverTLS(t *testing.T) {
+	t.Parallel()
+	files := redistest.MakeTLSFiles(t)
+	s := redistest.StartSentinel(t, redistest.WithTLS(files), redistest.WithPassword("data-secret"))
+	secure := fmt.Sprintf(", tls: true, tls_ca_file: %q", files.CA)
+	e := newTopologyEnv(t, fmt.Sprintf("sentinel: { master: %s, addrs: %s }, password: data-secret", s.MasterName, yamlList(s.Addrs()))+secure)
+	visitAndReminder(t, e, e.startDaemon())
+	// The sentinels and servers speak TLS only: a daemon without it is refused.
+	refused(t, e, func(y string) string { return replaceOnce(t, y, secure, "") }, "all sentinels specified in configuration are unreachable")
+}

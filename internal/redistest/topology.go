@@ -68,7 +68,7 @@ type Cluster struct {
 
 // StartCluster runs masters cluster-enabled redis-servers, joins them with
 // `redis-cli --cluster create` (slots split evenly) and returns once every node
-// reports cluster_state:ok. Each node's cluster bus gets its own free port
+// reports cluster_state:ok. WithTLS makes the cluster bus speak TLS too. Each node's cluster bus gets its own free port
 // (cluster-port) rather than port+10000, which may be out of range or taken.
 func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	t.Helper()
@@ -76,30 +76,36 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	if masters < 3 {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", masters)
 	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	c := &Cluster{t: t}
 	for range masters {
 		bus, err := freePort()
 		if err != nil {
 			t.Fatalf("redistest: pick a cluster bus port: %v", err)
 		}
-		nodeOpts := append([]Option{WithArgs(
+		args := []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",
 			"--cluster-port", strconv.Itoa(bus),
-		)}, opts...)
+		}
+		if o.tls != nil {
+			// The cluster bus speaks TLS too, and the nodes announce their TLS
+			// port (the only one) to clients.
+			args = append(args, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		nodeOpts := append([]Option{WithArgs(args...)}, opts...)
 		c.Nodes = append(c.Nodes, Start(t, nodeOpts...))
-	}
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	if o.tls != nil {
-		t.Fatalf("redistest: StartCluster does not do TLS")
 	}
 	args := []string{"--cluster", "create"}
 	if o.password != "" {
 		args = append([]string{"--no-auth-warning", "-a", o.password}, args...)
+	}
+	if o.tls != nil {
+		args = append([]string{"--tls", "--cacert", o.tls.CA}, args...)
 	}
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-yes")
@@ -117,7 +123,7 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 			return strings.Contains(info, "cluster_state:ok"), info
 		})
 	}
-	c.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: o.password})
+	c.client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: o.password, TLSConfig: c.Nodes[0].clientTLS()})
 	t.Cleanup(func() {
 		if err := c.client.Close(); err != nil {
 			t.Logf("redistest: close cluster client: %v", err)
@@ -179,7 +185,7 @@ type Sentinel struct {
 
 // StartSentinel runs the primary and its replica (opts apply to both: WithAOF,
 // WithPassword, or WithArgs("--min-replicas-to-write", "1"); WithSentinelPassword
-// to the sentinels), waits until the replica holds
+// to the sentinels; WithTLS to all, sentinels and replication included), waits until the replica holds
 // a write made on the primary, then starts the sentinels and waits until each
 // knows the replica and the two other sentinels, so a failover can happen.
 func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
@@ -189,13 +195,15 @@ func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 	for _, f := range opts {
 		f(&o)
 	}
-	if o.tls != nil {
-		t.Fatalf("redistest: StartSentinel does not do TLS")
-	}
 	s := &Sentinel{t: t, MasterName: "mymaster"}
-	s.Primary = Start(t, opts...)
+	var tlsArgs []string
+	if o.tls != nil {
+		// Replication and the sentinels' links to the servers speak TLS too.
+		tlsArgs = []string{"--tls-replication", "yes"}
+	}
+	s.Primary = Start(t, append([]Option{WithArgs(tlsArgs...)}, opts...)...)
 	host, port := "127.0.0.1", strconv.Itoa(s.Primary.port)
-	s.Replica = Start(t, append([]Option{WithArgs("--replicaof", host, port)}, opts...)...)
+	s.Replica = Start(t, append([]Option{WithArgs(append([]string{"--replicaof", host, port}, tlsArgs...)...)}, opts...)...)
 
 	// WAIT is the signal that the replica is attached and in sync: it returns
 	// once one replica acknowledged everything written before it.
@@ -223,12 +231,16 @@ func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 		if o.sentinelPassword != "" {
 			body += fmt.Sprintf("requirepass %[1]s\nsentinel sentinel-pass %[1]s\n", o.sentinelPassword)
 		}
+		if o.tls != nil {
+			body += "tls-replication yes\n"
+		}
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatalf("redistest: write sentinel %d config: %v", i, err)
 		}
 		sn := Start(t, func(so *options) {
 			so.conf, so.sentinel, so.ready = conf, true, "+monitor master"
 			so.password = o.sentinelPassword // the sentinel's client's
+			so.tls = o.tls                   // served on its TLS port only
 		})
 		s.Sentinels = append(s.Sentinels, sn)
 	}
