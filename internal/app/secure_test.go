@@ -109,3 +109,23 @@ func TestSentinelOverTLS(t *testing.T) {
 	// The sentinels and servers speak TLS only: a daemon without it is refused.
 	refused(t, e, func(y string) string { return replaceOnce(t, y, secure, "") }, "all sentinels specified in configuration are unreachable")
 }
+
+func TestRedisRequiringAClientCertificate(t *testing.T) {
+	t.Parallel()
+	files := redistest.MakeTLSFiles(t)
+	e := newEnv(t, redistest.WithTLS(files), redistest.WithClientAuth())
+	noCert, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("url: %q", e.redis.URL())
+	ca := fmt.Sprintf(", tls_ca_file: %q", files.CA)
+	cert := fmt.Sprintf(", tls_cert_file: %q, tls_key_file: %q", files.Cert, files.Key)
+	withCert := replaceOnce(t, string(noCert), url, url+ca+cert)
+	if err := os.WriteFile(e.cfg, []byte(withCert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	visitAndReminder(t, e, e.startDaemon())
+	// Without the certificate the server hangs up during the handshake.
+	refused(t, e, func(y string) string { return replaceOnce(t, y, cert, "") }, "connect to redis")
+}

@@ -43,11 +43,14 @@ type Redis struct {
 	// Cluster setup (redis.url carries its own). TLS turns on TLS to them and to
 	// the sentinels (redis.url says rediss:// instead); TLSCAFile, in any setup,
 	// is a PEM file of the certificate authorities to trust instead of the
-	// system's.
-	Username  string `mapstructure:"username"`
-	Password  string `mapstructure:"password"`
-	TLS       bool   `mapstructure:"tls"`
-	TLSCAFile string `mapstructure:"tls_ca_file"`
+	// system's. TLSCertFile and TLSKeyFile, in any setup with TLS, are the PEM
+	// certificate and key Vigil presents to servers that ask for one (mutual TLS).
+	Username    string `mapstructure:"username"`
+	Password    string `mapstructure:"password"`
+	TLS         bool   `mapstructure:"tls"`
+	TLSCAFile   string `mapstructure:"tls_ca_file"`
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
 }
 
 // Sentinel names a Sentinel-managed primary. Password is the sentinels' own
@@ -74,18 +77,40 @@ func (r Redis) CAPool() (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// ClientCertificate reads TLSCertFile and TLSKeyFile (nil, nil when neither is
+// set).
+func (r Redis) ClientCertificate() (*tls.Certificate, error) {
+	if r.TLSCertFile == "" && r.TLSKeyFile == "" {
+		return nil, nil
+	}
+	c, err := tls.LoadX509KeyPair(r.TLSCertFile, r.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
 // TLSConfig is what the Redis client needs for TLS: for Sentinel or Cluster with
 // TLS on, the whole configuration; for a rediss:// URL, which makes its own, the
-// authorities to trust when TLSCAFile is set. Nil when neither applies.
+// authorities to trust and the client certificate, when set. Nil when none
+// applies.
 func (r Redis) TLSConfig() (*tls.Config, error) {
-	if !r.TLS && r.TLSCAFile == "" {
+	if !r.TLS && r.TLSCAFile == "" && r.TLSCertFile == "" && r.TLSKeyFile == "" {
 		return nil, nil
 	}
 	pool, err := r.CAPool()
 	if err != nil {
 		return nil, fmt.Errorf("redis.tls_ca_file: %w", err)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+	t := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	cert, err := r.ClientCertificate()
+	if err != nil {
+		return nil, fmt.Errorf("redis.tls_cert_file and redis.tls_key_file: %w", err)
+	}
+	if cert != nil {
+		t.Certificates = []tls.Certificate{*cert}
+	}
+	return t, nil
 }
 
 // Embedded reports whether no Redis was configured.

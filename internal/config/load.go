@@ -52,6 +52,8 @@ func settings() []setting {
 		{"redis.password", "", true},
 		{"redis.tls", false, true},
 		{"redis.tls_ca_file", "", true},
+		{"redis.tls_cert_file", "", true},
+		{"redis.tls_key_file", "", true},
 
 		{"twilio.account_sid", "", true},
 		{"twilio.auth_token", "", true},

@@ -179,6 +179,18 @@ func (c *Config) validateRedis(p *problems) {
 			}
 		}
 	}
+	if r.TLSCertFile != "" || r.TLSKeyFile != "" {
+		switch {
+		case !r.TLS && !strings.HasPrefix(r.URL, "rediss://"):
+			p.add("redis.tls_cert_file", "is set but TLS is not on (redis.tls, or a rediss:// redis.url)")
+		case r.TLSCertFile == "" || r.TLSKeyFile == "":
+			p.add("redis.tls_cert_file", "and redis.tls_key_file go together")
+		default:
+			if _, err := r.ClientCertificate(); err != nil {
+				p.add("redis.tls_cert_file", "with redis.tls_key_file: %v", err)
+			}
+		}
+	}
 	// Keys are hash-tagged for Cluster: a brace in the prefix would break the tag.
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		p.add("redis.key_prefix", "must not contain { or }")

@@ -63,6 +63,20 @@ func TestValidate(t *testing.T) {
 			c.Redis.TLSCAFile = "validate_test.go"
 		}, []string{
 			"redis.tls_ca_file: validate_test.go holds no PEM certificate"}, ""},
+		// A client certificate needs TLS and its key, and both must load.
+		{"client cert without tls", func(c *Config) {
+			c.Redis.URL = "redis://x:6379"
+			c.Redis.TLSCertFile, c.Redis.TLSKeyFile = "/etc/vigil/redis.pem", "/etc/vigil/redis-key.pem"
+		}, []string{"redis.tls_cert_file: is set but TLS is not on"}, ""},
+		{"client cert without key", func(c *Config) { c.Redis.URL = "rediss://x:6379"; c.Redis.TLSCertFile = "/etc/vigil/redis.pem" }, []string{
+			"redis.tls_cert_file: and redis.tls_key_file go together"}, ""},
+		{"client key without cert", func(c *Config) { c.Redis.URL = "rediss://x:6379"; c.Redis.TLSKeyFile = "/etc/vigil/redis-key.pem" }, []string{
+			"redis.tls_cert_file: and redis.tls_key_file go together"}, ""},
+		{"client cert unreadable", func(c *Config) {
+			c.Redis.ClusterAddrs = []string{"a:1"}
+			c.Redis.TLS = true
+			c.Redis.TLSCertFile, c.Redis.TLSKeyFile = "/nonexistent/redis.pem", "/nonexistent/redis-key.pem"
+		}, []string{"redis.tls_cert_file: with redis.tls_key_file: open /nonexistent/redis.pem"}, ""},
 		// A brace would break Cluster hash tags.
 		{"key prefix", func(c *Config) { c.Redis.KeyPrefix = "{v}" }, []string{"redis.key_prefix: must not contain"}, ""},
 		// An auth token without an account SID, and nothing to send from; the token is not quoted.

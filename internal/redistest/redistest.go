@@ -58,10 +58,11 @@ type options struct {
 	conf     string
 	sentinel bool
 	ready    string
-	// password, sentinelPassword and tls: secure.go.
+	// password, sentinelPassword, tls and clientAuth: secure.go.
 	password         string
 	sentinelPassword string
 	tls              *TLSFiles
+	clientAuth       bool
 }
 
 // WithAOF turns on the append-only file with appendfsync always, so that

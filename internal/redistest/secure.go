@@ -36,6 +36,13 @@ func WithTLS(files TLSFiles) Option {
 	return func(o *options) { f := files; o.tls = &f }
 }
 
+// WithClientAuth makes a WithTLS server require a client certificate signed by
+// the authority (tls-auth-clients yes). Client presents the server's own, which
+// is made for client use too.
+func WithClientAuth() Option {
+	return func(o *options) { o.clientAuth = true }
+}
+
 // TLSFiles are PEM files for a TLS server on 127.0.0.1: a certificate
 // authority, and a certificate it signed with its key.
 type TLSFiles struct {
@@ -116,7 +123,7 @@ func (o *options) secureArgs(port string) []string {
 	if o.tls != nil {
 		args = append(args, "--port", "0", "--tls-port", port,
 			"--tls-cert-file", o.tls.Cert, "--tls-key-file", o.tls.Key, "--tls-ca-cert-file", o.tls.CA,
-			"--tls-auth-clients", "no")
+			"--tls-auth-clients", map[bool]string{false: "no", true: "yes"}[o.clientAuth])
 	}
 	return args
 }
@@ -127,5 +134,13 @@ func (s *Server) clientTLS() *tls.Config {
 	if s.opts.tls == nil {
 		return nil
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.opts.tls.Pool(s.t), ServerName: "127.0.0.1"}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.opts.tls.Pool(s.t), ServerName: "127.0.0.1"}
+	if s.opts.clientAuth {
+		cert, err := tls.LoadX509KeyPair(s.opts.tls.Cert, s.opts.tls.Key)
+		if err != nil {
+			s.t.Fatalf("redistest: load the client certificate: %v", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c
 }

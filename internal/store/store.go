@@ -47,7 +47,8 @@ type Options struct {
 	// Username and Password authenticate to the servers of a Sentinel or Cluster
 	// setup (a URL carries its own); SentinelPassword to the sentinels. TLS, for
 	// Sentinel or Cluster, turns TLS on with that configuration; for a rediss://
-	// URL, its RootCAs (when set) replace the system's.
+	// URL, its RootCAs (when set) replace the system's and its Certificates are
+	// presented.
 	Username         string
 	Password         string
 	SentinelPassword string
@@ -103,8 +104,11 @@ func open(ctx context.Context, opts Options, log *slog.Logger, dir *dirCache) (*
 		if o.Protocol == 0 {
 			o.Protocol = 2
 		}
-		if o.TLSConfig != nil && opts.TLS != nil && opts.TLS.RootCAs != nil {
-			o.TLSConfig.RootCAs = opts.TLS.RootCAs
+		if o.TLSConfig != nil && opts.TLS != nil {
+			if opts.TLS.RootCAs != nil {
+				o.TLSConfig.RootCAs = opts.TLS.RootCAs
+			}
+			o.TLSConfig.Certificates = opts.TLS.Certificates
 		}
 		o.ContextTimeoutEnabled = true
 		s.rdb = redis.NewClient(o)
