@@ -732,14 +732,24 @@ func alertTimer(st State, now time.Time, p Policy) Result {
 		a.Level = max(a.Level, target)
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)
 	case target > a.Level:
-		// The new levels hear of it; the levels already reached too, when their
-		// repeat falls due at the same instant (it must not be skipped for it).
-		from := a.Level + 1
-		if d.repeatDue(a) {
-			from = 0
-		}
+		// The new levels hear of it. The levels already reached hear it in the same
+		// round when their repeat is due by now or soon: the repeat must not be
+		// skipped because its timer fired a moment after this level's, and a round
+		// of its own so soon after this one would say the same twice. Otherwise the
+		// round goes to the new levels alone and the repeat stays when it was due:
+		// a new level's round never puts off the others' next message.
+		r := d.p.repeatEvery(a)
+		last, reached := a.LastSentAt, a.Level
 		a.Level = target
-		d.send(a, p.ladder(from, target), PriorityAlert)
+		if rn := d.p.repeatEvery(a); r <= 0 || (rn > 0 && rn < r) {
+			r = rn
+		}
+		if a.repeating() && r > 0 && !d.now.Add(r/4).Before(last.Add(r)) {
+			d.send(a, p.ladder(0, target), PriorityAlert)
+			break
+		}
+		d.send(a, p.ladder(reached+1, target), PriorityAlert)
+		a.LastSentAt = last // the time of the last round to every level reached
 	case d.repeatDue(a):
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)
 	}

@@ -116,6 +116,9 @@ type world struct {
 	// reply and refusal the world sent back.
 	pupilRef string
 	replies  []string
+	// late, when set, is how late the timer due at an instant fires (a busy
+	// scheduler, a lease taken over).
+	late func(due time.Time) time.Duration
 }
 
 func newWorld(t *testing.T) *world {
@@ -329,6 +332,9 @@ func (w *world) runTo(to time.Time) []sentMsg {
 		}
 		if i > 1000 {
 			w.t.Fatalf("timers spin at %s", when)
+		}
+		if w.late != nil {
+			when = when.Add(w.late(when))
 		}
 		if when.After(w.now) {
 			w.now = when
@@ -931,6 +937,87 @@ func TestLadder(t *testing.T) {
 	}
 }
 
+// A repeat whose timer fired a little late is not skipped when the next level
+// falls due at the same moment: every level gets that round (README "The
+// ladder"). With the 15:05 repeat two seconds late, the 15:10 level timer fired
+// before the repeat was due again; the round went to the police alone and put the
+// office's and managers' next message off to 15:20.
+func TestLadderRoundNotSkippedWhenARepeatWasLate(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.late = func(due time.Time) time.Duration {
+		if due.Equal(at("15:05")) {
+			return 2 * time.Second
+		}
+		return 0
+	}
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	got := timeline(w.runTo(at("15:21")))
+	want := []string{
+		"14:35 reminder " + janePhone,
+		"14:50 alert " + officePhone,
+		"14:55 alert " + officePhone,
+		"15:00 alert " + deputyPhone, "15:00 alert " + headPhone, "15:00 alert " + officePhone,
+		"15:05 alert " + deputyPhone, "15:05 alert " + headPhone, "15:05 alert " + officePhone,
+		"15:10 alert " + deputyPhone, "15:10 alert " + headPhone, "15:10 alert " + officePhone, "15:10 alert " + policePhone,
+		"15:20 alert " + deputyPhone, "15:20 alert " + headPhone, "15:20 alert " + officePhone, "15:20 alert " + policePhone,
+	}
+	if !slices.Equal(got, sorted(want)) {
+		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(sorted(want), "\n"))
+	}
+}
+
+// Whatever the timing, a level reached hears the alert again within the repeat of
+// the highest level reached (a new level's own round does not put the others'
+// repeat off), and no phone gets two rounds within a quarter of that repeat.
+// The ladder is the acceptance test's, whose levels do not fall on one grid:
+// office at once and every 40 s, managers after 60 s every 40 s, police after
+// 100 s every 60 s; every timer fires 0 to 3 s late.
+func TestLadderRepeatsHoldWithLateTimers(t *testing.T) {
+	t.Parallel()
+	for seed := range 50 {
+		w := newWorld(t)
+		w.p.ReminderBefore = 0
+		w.p.Levels = []Level{
+			{Name: ListOffice, After: 0, RepeatEvery: 40 * time.Second},
+			{Name: ListManagers, After: 60 * time.Second, RepeatEvery: 40 * time.Second},
+			{Name: ListPolice, After: 100 * time.Second, RepeatEvery: 60 * time.Second},
+		}
+		w.late = func(due time.Time) time.Duration {
+			return time.Duration((due.UnixMilli()*7919+int64(seed)*104729)%3000) * time.Millisecond
+		}
+		w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+		ms := w.runTo(at("15:10"))
+		a := w.onlyAlert()
+		last := map[string]time.Time{}
+		for _, m := range ms {
+			if m.Kind != KindAlert {
+				continue
+			}
+			// The highest level reached when m went out, and its repeat.
+			lvl := w.p.levelReachedBy(a, m.At)
+			repeat := w.p.Levels[lvl].RepeatEvery
+			if prev, ok := last[m.To]; ok {
+				gap := m.At.Sub(prev)
+				if gap > repeat+3*time.Second {
+					t.Errorf("seed %d: %s heard nothing for %s (from %s to %s); repeat_every of the highest level reached is %s",
+						seed, m.To, gap, prev.Format("15:04:05.000"), m.At.Format("15:04:05.000"), repeat)
+				}
+				if gap < repeat/4 {
+					t.Errorf("seed %d: %s got two rounds %s apart (%s, %s)", seed, m.To, gap, prev.Format("15:04:05.000"), m.At.Format("15:04:05.000"))
+				}
+			}
+			last[m.To] = m.At
+		}
+		// Up to 15:10 every phone reached keeps hearing it.
+		for phone, at := range last {
+			if w.now.Sub(at) > 63*time.Second {
+				t.Errorf("seed %d: %s last heard at %s", seed, phone, at.Format("15:04:05.000"))
+			}
+		}
+	}
+}
+
 func TestReminder(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -990,12 +1077,15 @@ func TestAckHold(t *testing.T) {
 		t.Errorf("second ACK: %v, want a Conflict saying already taken", err)
 	}
 	// Nothing while held, though managers' time (15:00) passes; at 15:07 every level
-	// due hears at once who took charge; then the ladder resumes.
+	// due hears at once who took charge; then the ladder resumes: the police at
+	// their time, and every level reached again at the police's repeat (10 min)
+	// after 15:07, the last round to all (the police's own round at 15:10 does not
+	// put the others' repeat off to 15:20).
 	got := timeline(w.runTo(at("15:21")))
 	want := sorted([]string{
 		"15:07 alert " + officePhone, "15:07 alert " + headPhone, "15:07 alert " + deputyPhone,
 		"15:10 alert " + policePhone,
-		"15:20 alert " + officePhone, "15:20 alert " + headPhone, "15:20 alert " + deputyPhone, "15:20 alert " + policePhone,
+		"15:17 alert " + officePhone, "15:17 alert " + headPhone, "15:17 alert " + deputyPhone, "15:17 alert " + policePhone,
 	})
 	if !slices.Equal(got, want) {
 		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

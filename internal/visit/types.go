@@ -184,8 +184,8 @@ type Alert struct {
 	AckedAt  time.Time   `json:"acked_at,omitzero"`
 	// HoldUntil is when an ACK's hold on further levels ends.
 	HoldUntil time.Time `json:"hold_until,omitzero"`
-	// LastSentAt is when the alert was last sent to the levels reached; repeats are
-	// due repeat_every after it.
+	// LastSentAt is when the alert was last sent to every level reached (a round to
+	// newly reached levels alone leaves it); repeats are due repeat_every after it.
 	LastSentAt time.Time `json:"last_sent_at,omitzero"`
 	// Unreachable are the phones whose alert calls failed (busy, no answer, failed).
 	Unreachable []string  `json:"unreachable,omitempty"`
