@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-safety/vigil/internal/store"
@@ -173,20 +174,41 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 	}
 	// Pick the school: the one whose open alert has the code, or the only one with
 	// open alerts; otherwise the first (whose decision then explains the choice).
+	// Without a code, open alerts in several schools are as ambiguous as several
+	// in one: the reply lists them with their codes and nothing changes.
 	school := schools[0]
 	if len(schools) > 1 {
 		var withAlerts []string
+		var open []string
 		for _, sc := range schools {
 			alerts, err := s.st.ListAlerts(ctx, []string{sc}, true, 0)
 			if err != nil {
 				return "", "", err
 			}
+			found := false
 			for _, a := range alerts {
-				if cmd.Code == "" || a.Code == cmd.Code {
-					withAlerts = append(withAlerts, sc)
-					break
+				if !a.Open() || (cmd.Code != "" && a.Code != cmd.Code) {
+					continue
+				}
+				found = true
+				if cmd.Code == "" {
+					o, err := s.officers(ctx, sc, nil, []*visit.Alert{a})
+					if err != nil {
+						return "", "", err
+					}
+					name := a.Officer
+					if off := o[a.Officer]; off != nil {
+						name = off.Name
+					}
+					open = append(open, fmt.Sprintf("%s %s (%s)", strings.ToUpper(string(cmd.Verb)), a.Code, name))
 				}
 			}
+			if found {
+				withAlerts = append(withAlerts, sc)
+			}
+		}
+		if len(withAlerts) > 1 && cmd.Code == "" {
+			return visit.GSM(fmt.Sprintf("Several alerts are open: %s. Nothing changed.", strings.Join(open, ", "))), resultRefused, nil
 		}
 		if len(withAlerts) > 0 {
 			school = withAlerts[0]

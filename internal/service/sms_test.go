@@ -202,3 +202,47 @@ func TestRepeatedResolveFromContactOfTwoSchools(t *testing.T) {
 		t.Errorf("the repeat resolved the other school's alert: open %+v, %v", open, err)
 	}
 }
+
+// A bare ACK from a contact of two schools that both have an open alert is as
+// ambiguous as one in a school with two: SPEC §5, "the code picks one when several
+// are open". The reply lists them with their codes and nothing changes; the code
+// then picks the school.
+func TestBareAckFromContactOfTwoSchoolsWithOpenAlerts(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	r := newReplica(t, srv)
+	ctx := t.Context()
+	other := schoolWith("School office")
+	other.ID, other.Name = "s2", "Other Primary"
+	bob := visit.Officer{ID: "bob", Name: "Bob Roe", Phone: "+447700900102", School: "s2"}
+	if err := r.st.SyncDirectory(ctx, []visit.School{schoolWith("School office"), other}, []visit.Officer{jane, bob}); err != nil {
+		t.Fatal(err)
+	}
+	r.sms(t, janePhone, "PANIC", "SM-panic-1")
+	r.sms(t, bob.Phone, "PANIC", "SM-panic-2")
+	a1, err := r.st.ListAlerts(ctx, []string{"s1"}, true, 0)
+	if err != nil || len(a1) != 1 {
+		t.Fatalf("s1 open alerts %+v, %v", a1, err)
+	}
+	a2, err := r.st.ListAlerts(ctx, []string{"s2"}, true, 0)
+	if err != nil || len(a2) != 1 {
+		t.Fatalf("s2 open alerts %+v, %v", a2, err)
+	}
+	reply := r.sms(t, officePhone, "ACK", "SM-ack-bare")
+	for _, want := range []string{"Several alerts are open", "ACK " + a1[0].Code + " (Jane Doe)", "ACK " + a2[0].Code + " (Bob Roe)", "Nothing changed"} {
+		if !strings.Contains(reply, want) {
+			t.Errorf("bare ACK answered %q, want it to say %q", reply, want)
+		}
+	}
+	for _, sc := range []string{"s1", "s2"} {
+		if open, err := r.st.ListAlerts(ctx, []string{sc}, true, 0); err != nil || len(open) != 1 || open[0].State != visit.AlertOpen {
+			t.Errorf("school %s after a bare ACK: %+v, %v; want its alert still open, not acked", sc, open, err)
+		}
+	}
+	if reply := r.sms(t, officePhone, "ACK "+a2[0].Code, "SM-ack-code"); !strings.Contains(reply, "taken charge") {
+		t.Errorf("ACK %s answered %q", a2[0].Code, reply)
+	}
+	if open, _ := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); len(open) != 1 || open[0].State != visit.AlertAcked {
+		t.Errorf("s2 after ACK with its code: %+v, want acked", open)
+	}
+}
