@@ -594,7 +594,12 @@ func TestCompanionsByAPI(t *testing.T) {
 	x.after(time.Minute)
 	contains(t, "Alex's IN reply", x.sms(alexPhone, "IN"), "Checked in at 10:36", "14 Elm Road")
 	got = oneEach(t, "10:36 all clear", x.expect(2), officePhone, office2Phone)
-	eachSays(t, "ALL CLEAR", got, "ALL CLEAR", "is safe", "10:36")
+	eachSays(t, "ALL CLEAR", got, "ALL CLEAR", "is safe", "10:36", "checked in by Alex Smith ("+alexPhone+"), who was with them")
+	for _, body := range got {
+		if strings.Contains(body, "officer checked in") {
+			t.Errorf("ALL CLEAR says the officer checked in, though Alex did: %q", body)
+		}
+	}
 
 	if got := x.visit(v.ID); got.State != visit.StateClosed || got.Outcome != visit.OutcomeSafe {
 		t.Errorf("visit after Alex's IN = %+v, want closed as safe", got)

@@ -365,7 +365,12 @@ func (d *decision) checkIn(v *Visit, in Input) {
 	v.State, v.Outcome, v.ClosedAt = StateClosed, OutcomeSafe, d.now
 	d.visitEvent(v, "checked_in", in.By, in.Source)
 	if a := d.alertOf(v); a != nil && a.Reason != ReasonDuress {
-		d.resolve(a, in.By, d.checkinResolution(in))
+		how := d.checkinResolution(in)
+		if o := d.st.Officer; in.Source != SourceAPI && o != nil && o.ID != v.Officer {
+			// A companion checked the visit in: say so, not that the officer did.
+			how = fmt.Sprintf("checked in by %s (%s), who was with them", o.Name, o.Phone)
+		}
+		d.resolve(a, in.By, how)
 	}
 }
 
