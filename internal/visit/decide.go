@@ -493,6 +493,10 @@ func (d *decision) panic(in Input) {
 	default:
 		d.alertEvent(a, "panic_again", in.By, "")
 	}
+	if d.st.LastText != "" {
+		// The alert quotes the officer's latest text, not the first PANIC's.
+		a.LastMessage = d.st.LastText
+	}
 	d.sendPanic(a)
 	d.r.Reply = d.w.PanicReply(a.Notified, d.now)
 }

@@ -672,11 +672,17 @@ func TestPanic(t *testing.T) {
 					t.Errorf("reply %q does not say %q is alerted", r.Reply, s)
 				}
 			}
-			// A second PANIC sends it again to every level at once.
+			// A second PANIC sends it again to every level at once, quoting the
+			// latest text.
 			w.now = w.now.Add(time.Minute)
-			r = w.mustSMS(janePhone, "PANIC")
+			r = w.mustSMS(janePhone, "SOS")
 			if got := phones(r.Messages, KindAlert); !slices.Equal(got, everyone) {
 				t.Errorf("second PANIC sent to %v, want %v", got, everyone)
+			}
+			for _, m := range r.Messages {
+				if m.Kind == KindAlert && !strings.Contains(m.Body, `Last text: "SOS"`) {
+					t.Errorf("second PANIC's alert does not quote the latest text: %q", m.Body)
+				}
 			}
 			if len(w.alerts) != 1 {
 				t.Errorf("second PANIC made %d alerts, want 1", len(w.alerts))
