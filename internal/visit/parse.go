@@ -81,6 +81,20 @@ func ParseDuration(s string) (time.Duration, bool) {
 
 func positive(d time.Duration) (time.Duration, bool) { return d, d > 0 }
 
+// zeroDuration reports whether the word is written as a duration ("0", "0m",
+// "0h0", "0s") that comes to zero.
+func zeroDuration(w string) bool {
+	s := strings.ToLower(bare(w))
+	if _, ok := ParseDuration(s); ok || s == "" {
+		return false
+	}
+	if secRE.MatchString(s) {
+		return true
+	}
+	m := durRE.FindStringSubmatch(s)
+	return m != nil && (m[1] != "" || m[2] != "")
+}
+
 // bare is a word without the punctuation typed after it.
 func bare(w string) string { return strings.TrimRight(w, punctuation) }
 
@@ -174,6 +188,11 @@ func parseTrip(verb Verb, rest []string) Command {
 	name := strings.ToUpper(string(verb))
 	if len(rest) == 0 {
 		c.Problem = name + " needs a time and a place, e.g. " + name + " 45 14 Elm Road."
+		return c
+	}
+	if zeroDuration(rest[0]) || (len(rest) > 1 && zeroDuration(rest[len(rest)-1])) {
+		// "VISIT 0 ...": a visit due at once is a typing slip, not a trip.
+		c.Problem = name + " needs a time above zero, e.g. " + name + " 45 14 Elm Road."
 		return c
 	}
 	pd, pn, pStrong := leadingDuration(rest)

@@ -105,6 +105,12 @@ func TestParse(t *testing.T) {
 		{"extend no time", "EXTEND", Command{Verb: VerbExtend, Problem: "EXTEND needs a time, e.g. EXTEND 15 or EXTEND 1h."}},
 		// EXTEND with words for a time is a problem.
 		{"extend bad time", "EXTEND a bit", Command{Verb: VerbExtend, Problem: "EXTEND needs a time, e.g. EXTEND 15 or EXTEND 1h."}},
+		// A visit of zero minutes is a problem, in front or behind.
+		{"visit zero", "VISIT 0 Zero Road", Command{Verb: VerbVisit, Problem: "VISIT needs a time above zero, e.g. VISIT 45 14 Elm Road."}},
+		{"visit zero behind", "VISIT Zero Road 0m", Command{Verb: VerbVisit, Problem: "VISIT needs a time above zero, e.g. VISIT 45 14 Elm Road."}},
+		{"next zero", "NEXT 0h0 Zero Road", Command{Verb: VerbNext, Problem: "NEXT needs a time above zero, e.g. NEXT 45 14 Elm Road."}},
+		// A zero inside the place is part of it.
+		{"visit zero inside", "VISIT 45 Flat 0 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "Flat 0 Elm Road"}},
 		// EXTEND 0 is a problem.
 		{"extend zero", "EXTEND 0", Command{Verb: VerbExtend, Problem: "EXTEND needs a time, e.g. EXTEND 15 or EXTEND 1h."}},
 		// PANIC.
