@@ -119,6 +119,11 @@ func (s *Service) officerSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 		ost.LastText = in.Body
 		if isOptIn(in.Body) {
 			ost.OptedOut = false // START: Twilio delivers SMS to the phone again
+			if cmd.Verb == visit.VerbUnknown {
+				// Not a command of Vigil's: say what the word did, then the commands.
+				reply = "Vigil texts will reach this phone again. " + visit.Writer{}.Help()
+				result = resultOK
+			}
 		}
 		ch, err := s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 		if err != nil {

@@ -246,3 +246,25 @@ func TestBareAckFromContactOfTwoSchoolsWithOpenAlerts(t *testing.T) {
 		t.Errorf("s2 after ACK with its code: %+v, want acked", open)
 	}
 }
+
+// START (Twilio's opt-in word, which it acts on before passing it on) is not a
+// command of Vigil's: the officer is told what it did, and the commands, rather
+// than that it was not understood.
+func TestStartFromAnOfficerSaysTextsComeAgain(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	r := newReplica(t, srv)
+	if err := r.st.SyncDirectory(t.Context(), []visit.School{schoolWith("School office")}, []visit.Officer{jane}); err != nil {
+		t.Fatal(err)
+	}
+	reply := r.sms(t, janePhone, "Start", "SM-start")
+	if !strings.HasPrefix(reply, "Vigil texts will reach this phone again.") || !strings.Contains(reply, "VISIT 45 14 Elm Road") {
+		t.Errorf("START answered %q", reply)
+	}
+	if n := visit.Septets(reply); n > 160 {
+		t.Errorf("START's reply is %d septets, more than one segment", n)
+	}
+	if openVisits(t, r) != 0 {
+		t.Error("START opened a visit")
+	}
+}
