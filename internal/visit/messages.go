@@ -197,7 +197,7 @@ func (w Writer) Alert(a *Alert, o *Officer, companions []*Officer, lvl int, now 
 		}
 		fmt.Fprintf(&b, "\n%s: %s, began %s, due %s", label, a.Destination, w.at(a.StartedAt), w.at(a.DueAt))
 		if late := now.Sub(a.DueAt); a.VisitID != "" && late >= time.Minute {
-			fmt.Fprintf(&b, " (%d min overdue)", int(late.Minutes()))
+			fmt.Fprintf(&b, " (%d min overdue)", int(late.Round(time.Minute).Minutes()))
 		}
 		b.WriteString(".")
 	}

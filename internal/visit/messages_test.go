@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -326,5 +327,27 @@ func TestGSM(t *testing.T) {
 	}
 	if got := Septets("€[a"); got != 5 {
 		t.Errorf("Septets(€[a) = %d, want 5", got)
+	}
+}
+
+// The minutes overdue are rounded, not cut: an alert written 1 min 50 s after the
+// due time says 2 min (the acceptance run read "1 min" then).
+func TestAlertMinutesOverdueRounded(t *testing.T) {
+	t.Parallel()
+	w := Writer{School: testSchool(), Loc: london}
+	o := testOfficers()["jdoe"]
+	a := &Alert{ID: "a1", Code: "1234", Reason: ReasonOverdue, VisitID: "v1", Officer: o.ID,
+		Destination: "14 Elm Road", StartedAt: at("14:00"), DueAt: at("14:45"), RaisedAt: at("14:50")}
+	for _, tt := range []struct {
+		late time.Duration
+		want string
+	}{
+		{110 * time.Second, "(2 min overdue)"},
+		{70 * time.Second, "(1 min overdue)"},
+		{5 * time.Minute, "(5 min overdue)"},
+	} {
+		if got := w.Alert(a, o, nil, 0, a.DueAt.Add(tt.late)); !strings.Contains(got, tt.want) {
+			t.Errorf("%s late: %q, want %q", tt.late, got, tt.want)
+		}
 	}
 }
