@@ -491,8 +491,15 @@ func (c *Config) normalizePhone(p *problems, path string, phone *string) bool {
 
 // NormalizePhone returns raw in E.164 (+447700900101). A number without a leading +
 // is read as a national number of region (an ISO 3166 code like GB). Letters,
-// extensions and numbers of impossible length are refused; "possible" rather than
-// "valid" is checked, so that reserved drama numbers (+447700900101) pass.
+// extensions and numbers of impossible length are refused, and so are numbers that
+// could only be dialled locally, within their area ("07700" read as a local number
+// without its area code): Twilio dials the E.164 form, which would reach nobody.
+// "Possible" (the length fits the country's plan) rather than "valid" (the number is
+// in a range allocated today) is checked: validity depends on allocation tables that
+// lag the regulators, so a real new number could be refused at start-up, and it
+// refuses the reserved drama numbers (+447700900101, +441632960001) that drills,
+// training and the examples use. A possible number that reaches nobody shows up on
+// its first message (undelivered: re-routed, counted, and the test SMS finds it).
 func NormalizePhone(raw, region string) (string, error) {
 	bad := func(why string) error {
 		if why == "" {
@@ -521,7 +528,9 @@ func NormalizePhone(raw, region string) (string, error) {
 		return "", bad("")
 	}
 	switch phonenumbers.IsPossibleNumberWithReason(num) {
-	case phonenumbers.IS_POSSIBLE, phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
+	case phonenumbers.IS_POSSIBLE:
+	case phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
+		return "", bad("too short: the area code is missing")
 	case phonenumbers.TOO_SHORT:
 		return "", bad("too short")
 	case phonenumbers.TOO_LONG:

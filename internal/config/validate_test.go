@@ -170,6 +170,9 @@ func TestValidate(t *testing.T) {
 		}, []string{"directory.officers[1].phone: +447700900101 is already the phone of directory.officers[0]"}, ""},
 		// A bad officer phone names the officer by index.
 		{"officer phone", func(c *Config) { officer(c).Phone = "12x" }, []string{`directory.officers[0].phone: "12x" is not a phone number`}, ""},
+		// A number only a local call could reach (as check-config reads it).
+		{"officer phone local only", func(c *Config) { officer(c).Phone = "07700" }, []string{
+			`directory.officers[0].phone: "07700" is not a phone number (too short: the area code is missing)`}, ""},
 		// An officer's school must exist.
 		{"officer school", func(c *Config) { officer(c).School = "elsewhere" }, []string{`directory.officers[0].school: "elsewhere" is not in directory.schools`}, ""},
 		// A duress code is 3 to 8 digits, and is never quoted.
@@ -277,6 +280,14 @@ func TestNormalizePhone(t *testing.T) {
 		{"vanity", "0800 FLOWERS", "GB", ""},
 		// Too short to be anyone's phone.
 		{"too short", "999", "GB", ""},
+		// Long enough only for a local call within an area (no area code): Twilio
+		// would dial +4407700, which reaches nobody.
+		{"local only", "07700", "GB", ""},
+		{"local only spaced", "0770 12", "GB", ""},
+		{"local only international", "+44 7700 12", "GB", ""},
+		// Ofcom's drama numbers are possible though not valid (unallocated): they stay.
+		{"drama mobile", "+447700900999", "GB", "+447700900999"},
+		{"drama geographic", "01632 960001", "GB", "+441632960001"},
 		// A country code alone.
 		{"country code only", "+44", "GB", ""},
 		// Too long.
