@@ -44,7 +44,38 @@ func (s *Server) routes() http.Handler {
 	// Directory API and the office console (directory.go).
 	s.directoryRoutes(mux)
 	s.consoleRoute(mux)
+
+	// Whatever else is asked of the API gets a JSON error, not the console's page.
+	unknown := s.unknownAPI(mux)
+	mux.HandleFunc("/api", unknown)
+	mux.HandleFunc("/api/", unknown)
 	return mux
+}
+
+// apiMethods are the methods tried when telling an unknown path (404) from a known
+// path asked with a method it does not take (405, with Allow listing those it does).
+var apiMethods = []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodPut}
+
+// unknownAPI answers a request under /api that no API route takes: 405 with an Allow
+// header when the path is an endpoint's and the method is not one it takes, else
+// 404; both with a JSON {"error": ...} as every API error is (SPEC §4).
+func (s *Server) unknownAPI(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range apiMethods {
+			other := r.WithContext(r.Context()) // a shallow copy, to ask the mux
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "" && pattern != "/api" && pattern != "/api/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			writeJSON(w, http.StatusNotFound, errorBody("no API endpoint at "+r.URL.Path))
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody(r.Method+" is not allowed on "+r.URL.Path+"; it takes "+strings.Join(allow, ", ")))
+	}
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
