@@ -248,3 +248,29 @@ func TestLostUndeliveredReceiptFoundByAskingTwilio(t *testing.T) {
 		}
 	}
 }
+
+// An officer's phone that opted out (21610) shows it by refusing the reminder:
+// the office is told, and that reminder itself reaches the officer by call,
+// once.
+func TestOptedOutOfficersRefusedReminderComesByCall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.twilio.FailNumber(janePhone, 400, 21610)
+	d := e.startDaemon()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.advance(35*time.Minute, d)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != janePhone || !strings.Contains(calls[0].TwiML, "due back from 14 Elm Road at 10:45") {
+		t.Fatalf("call = %+v, want Jane reminded she is due back at 10:45", calls[0])
+	}
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool {
+		return len(e.sentTo(officePhone)) == 1 && len(e.sentTo(office2Phone)) == 1
+	})
+	contains(t, "opt-out notice", e.sentTo(officePhone)[0], "Jane Doe", "phone them")
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	if n := len(e.twilio.Calls()); n != 1 {
+		t.Errorf("%d calls, want the one reminder call: %+v", n, e.twilio.Calls())
+	}
+}

@@ -16,7 +16,8 @@ var failedCall = map[string]bool{"busy": true, "no-answer": true, "failed": true
 // refused it (from the dispatcher) or its receipt said so: an alert SMS becomes a
 // call to the same contact, a failed alert call moves on to the next level once its
 // whole level is unreachable, and an SMS an officer's phone refused because they
-// opted out is reported to the school office.
+// opted out is reported to the school office (a refused reminder goes again, as
+// a call).
 func (s *Service) HandleDeliveryFailure(ctx context.Context, school string, m visit.Message, code int, reason string) error {
 	return s.handleDeliveryFailure(ctx, school, m, code, reason, true)
 }
@@ -28,7 +29,7 @@ func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m vi
 		s.metrics.DeliveryFailures.WithLabelValues(m.Channel, m.Kind, fmt.Sprint(code)).Inc()
 	}
 	if m.Channel == visit.ChannelSMS && code == visit.CodeOptedOut {
-		if err := s.officerOptedOut(ctx, school, m.To); err != nil {
+		if err := s.officerOptedOut(ctx, school, m); err != nil {
 			return err
 		}
 	}
@@ -62,9 +63,11 @@ func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m vi
 }
 
 // officerOptedOut records that an officer's phone refuses SMS and tells the office,
-// once (until the officer texts START again).
-func (s *Service) officerOptedOut(ctx context.Context, school, phone string) error {
-	roles, err := s.st.PhoneRoles(ctx, phone)
+// once (until the officer texts START again). The message m the phone refused is
+// re-sent as a call when it is a reminder: the opt-out comes to light through it,
+// and it must not be the one message the officer misses.
+func (s *Service) officerOptedOut(ctx context.Context, school string, m visit.Message) error {
+	roles, err := s.st.PhoneRoles(ctx, m.To)
 	if err != nil {
 		return err
 	}
@@ -88,13 +91,32 @@ func (s *Service) officerOptedOut(ctx context.Context, school, phone string) err
 	now := s.now()
 	return s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
 		ost, err := sn.OfficerState(ctx, o.ID)
-		if err != nil || ost.OptedOut {
+		if err != nil {
 			return store.Change{}, err
 		}
-		ost.OptedOut = true
-		s.log.Warn("officer's phone opted out of SMS; reaching them by call", "officer", o.ID)
-		r := visit.OfficerOptedOut(visit.State{School: sc, Loc: loc, Officer: o}, now, s.policy)
-		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
+		var r visit.Result
+		var states map[string]visit.OfficerState
+		if !ost.OptedOut {
+			ost.OptedOut = true
+			s.log.Warn("officer's phone opted out of SMS; reaching them by call", "officer", o.ID)
+			r = visit.OfficerOptedOut(visit.State{School: sc, Loc: loc, Officer: o}, now, s.policy)
+			states = map[string]visit.OfficerState{o.ID: ost}
+		}
+		if m.Kind == visit.KindReminder && m.VisitID != "" {
+			// Refused before the opt-out was known, or queued just before it was
+			// recorded: either way it goes again, as a call.
+			v, err := sn.Visit(ctx, m.VisitID)
+			if err != nil {
+				return store.Change{}, err
+			}
+			rr := visit.ReminderRefused(visit.State{School: sc, Loc: loc, Officer: o, Visit: v}, m, now, s.policy)
+			r.Messages = append(r.Messages, rr.Messages...)
+			r.Audit = append(r.Audit, rr.Audit...)
+		}
+		if states == nil && len(r.Messages) == 0 {
+			return store.Change{}, nil
+		}
+		return s.change(ctx, sn, r, now, states)
 	})
 }
 

@@ -111,6 +111,32 @@ func OfficerOptedOut(st State, now time.Time, p Policy) Result {
 	return d.r
 }
 
+// ReminderRefused re-sends as a voice call a reminder SMS that an officer's phone
+// refused because it opted out (Twilio 21610): an opted-out officer is reached by
+// call (SPEC §5), and that includes the reminder whose refusal revealed the opt-out.
+// st.Visit is the reminder's visit. A reminder whose visit has closed, or that was
+// for a due time the visit no longer has (after EXTEND a new reminder comes, by
+// call), is not re-sent. The call has the ID the reminder's call would have had had
+// the opt-out been known when it was queued, so it is queued once whichever way.
+func ReminderRefused(st State, m Message, now time.Time, p Policy) Result {
+	r, _ := finish(st)(reminderRefused(st, m, now, p), nil)
+	return r
+}
+
+func reminderRefused(st State, m Message, now time.Time, p Policy) Result {
+	d := newDecision(st, p, now)
+	v := st.Visit
+	if m.Kind != KindReminder || m.Channel != ChannelSMS || !v.Open() ||
+		m.ID != fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), m.To) {
+		return d.r
+	}
+	d.queue(Message{ID: m.ID + ":call", Kind: KindReminder, Channel: ChannelCall, To: m.To, Name: m.Name,
+		Body: d.w.SpokenReminder(v), VisitID: v.ID, Priority: m.Priority})
+	d.r.Audit = append(d.r.Audit, Event{At: now, Type: "reminder_by_call", By: "vigil", Visit: v.ID,
+		Detail: fmt.Sprintf("reminder SMS to %s (%s) refused: opted out; calling instead", m.Name, m.To)})
+	return d.r
+}
+
 // OptedOutNotice tells the office an officer can no longer be texted.
 func (w Writer) OptedOutNotice(o *Officer) string {
 	return GSM(fmt.Sprintf("Vigil can no longer text %s (%s): the phone opted out of SMS (STOP). Vigil will phone them instead. Ask them to text START to the Vigil number.",

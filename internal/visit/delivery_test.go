@@ -1,9 +1,11 @@
 package visit
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func callPhones(ms []sentMsg) []string {
@@ -118,5 +120,54 @@ func TestOfficerOptedOut(t *testing.T) {
 	r, _ = w.decide(st, func(st State) (Result, error) { return VisitTimer(st, w.now, w.p, w.newIDs()), nil })
 	if len(w.calls) != 1 || w.calls[0].To != janePhone || w.calls[0].Kind != KindReminder || !strings.Contains(w.calls[0].Body, "due back") {
 		t.Errorf("reminder to an opted-out officer: calls %+v, texts %v; want one call", w.calls, phones(r.Messages, ""))
+	}
+}
+
+// The reminder whose refusal shows that the officer opted out (21610) is itself
+// re-sent as a call, once: with the ID an opted-out officer's reminder call has,
+// so the outbox keeps one if both happen. A stale reminder is not re-sent.
+func TestRefusedReminderBecomesACall(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	sent := w.runTo(at("14:35"))
+	if len(sent) != 1 || sent[0].Kind != KindReminder || sent[0].To != janePhone {
+		t.Fatalf("at 14:35 sent %v, want Jane's reminder", timeline(sent))
+	}
+	reminder := sent[0].Message
+	jane := w.officers["jdoe"]
+	st := State{School: w.school, Loc: london, Officer: jane, Officers: w.officers, Visit: w.openVisit("jdoe")}
+	r, _ := w.decide(st, func(st State) (Result, error) { return ReminderRefused(st, reminder, w.now, w.p), nil })
+	if len(r.Messages) != 0 || len(w.calls) != 1 {
+		t.Fatalf("after the refusal: texts %v, calls %+v; want one call", phones(r.Messages, ""), w.calls)
+	}
+	call := w.calls[0].Message
+	if call.To != janePhone || call.Kind != KindReminder || !strings.Contains(call.Body, "due back from 14 Elm Road at 14:45") {
+		t.Errorf("call %+v, want Jane reminded she is due back at 14:45", call)
+	}
+	// The call an opted-out officer's reminder would have been.
+	v := *st.Visit
+	v.RemindedAt = time.Time{}
+	optedOut := VisitTimer(State{School: w.school, Loc: london, Officer: jane, Officers: w.officers, Visit: &v, OptedOut: true}, w.now, w.p, IDs{})
+	if len(optedOut.Messages) != 1 || optedOut.Messages[0].ID != call.ID {
+		t.Errorf("re-sent call %q; the opted-out reminder call is %+v: the IDs must match", call.ID, optedOut.Messages)
+	}
+
+	// A reminder for a due time the visit no longer has, or of a closed visit,
+	// is not re-sent; nor is anything but a reminder SMS.
+	w.mustSMS(janePhone, "EXTEND 30")
+	st.Visit = w.openVisit("jdoe")
+	call.Channel = ChannelCall
+	for _, m := range []Message{reminder, call, {Kind: KindAlert, Channel: ChannelSMS, To: janePhone, ID: reminder.ID}} {
+		if r := ReminderRefused(st, m, w.now, w.p); !r.Empty() || len(r.Audit) != 0 {
+			t.Errorf("refused %s %s %s after EXTEND re-sent: %+v", m.Kind, m.Channel, m.ID, r)
+		}
+	}
+	w.mustSMS(janePhone, "IN")
+	st.Visit = w.visits[st.Visit.ID]
+	fresh := reminder
+	fresh.ID = fmt.Sprintf("%s:remind:%d:%s", st.Visit.ID, st.Visit.DueAt.UnixMilli(), janePhone)
+	if r := ReminderRefused(st, fresh, w.now, w.p); !r.Empty() {
+		t.Errorf("refused reminder of a closed visit re-sent: %+v", r)
 	}
 }
