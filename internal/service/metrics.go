@@ -1,6 +1,17 @@
 package service
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-safety/vigil/internal/visit"
+)
+
+// inboundCommands are the `command` label values of vigil_inbound_sms_total: every
+// verb visit.Parse gives.
+var inboundCommands = []visit.Verb{
+	visit.VerbUnknown, visit.VerbVisit, visit.VerbNext, visit.VerbIn, visit.VerbExtend, visit.VerbPanic,
+	visit.VerbAbort, visit.VerbStatus, visit.VerbAck, visit.VerbResolve,
+}
 
 // Metrics are the counters the service keeps (SPEC §7).
 type Metrics struct {
@@ -52,6 +63,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// An officer or contact opting out of SMS (Twilio 21610) has a rule of its own.
 	for _, k := range []string{"reminder", "alert", "all_clear", "notice"} {
 		m.DeliveryFailures.WithLabelValues("sms", k, "21610")
+	}
+	// Every command with every result, though some pairs never happen: which do
+	// depends on who sends what, and a series missing until the first SMS after a
+	// start is a gap on a dashboard and in rate() (SPEC §7 lists this counter).
+	for _, c := range inboundCommands {
+		for _, res := range []string{resultOK, resultRefused, resultDup, resultUnknown, resultNotUnder, resultNotConfirmed} {
+			m.InboundSMS.WithLabelValues(string(c), res)
+		}
 	}
 	for _, ch := range []string{"sms", "call"} {
 		for _, k := range []string{"reminder", "alert", "all_clear", "notice", "reply"} {
