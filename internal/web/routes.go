@@ -88,8 +88,16 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
+// apiVisit is a visit as the API shows it. Kind is always there, as SPEC §4 lists it
+// among a visit's fields: null for a visit opened without one (SPEC gives no
+// default kind, and "" is not a kind).
+type apiVisit struct {
+	*visit.Visit
+	Kind *string `json:"kind"` // shadows visit.Visit's, which is left out when empty
+}
+
 // visitJSON is a visit as the API shows it; events only in the single-visit view.
-func visitJSON(v *visit.Visit, withEvents bool) *visit.Visit {
+func visitJSON(v *visit.Visit, withEvents bool) apiVisit {
 	c := *v
 	if withEvents {
 		if c.Events == nil {
@@ -98,7 +106,11 @@ func visitJSON(v *visit.Visit, withEvents bool) *visit.Visit {
 	} else {
 		c.Events = nil
 	}
-	return &c
+	out := apiVisit{Visit: &c}
+	if c.Kind != "" {
+		out.Kind = &c.Kind
+	}
+	return out
 }
 
 func (s *Server) listVisits(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
@@ -106,7 +118,7 @@ func (s *Server) listVisits(w http.ResponseWriter, r *http.Request, who string) 
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]*visit.Visit, 0, len(vs))
+	out := make([]apiVisit, 0, len(vs))
 	for _, v := range vs {
 		out = append(out, visitJSON(v, false))
 	}

@@ -24,13 +24,16 @@ var consolePage = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 // stubDirectory only makes the directory routes exist; no test here calls it.
 type stubDirectory struct{ web.Directory }
 
-// send makes one request without a token and returns the answer and
-// its body.
-func send(t *testing.T, srv *httptest.Server, method, path string) (*http.Response, string) {
+// send makes one request (with a bearer token, when one is given) and returns the
+// answer and its body.
+func send(t *testing.T, srv *httptest.Server, method, path, token, body string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := srv.Client().Do(req)
 	if err != nil {
@@ -65,7 +68,7 @@ func TestUnknownAPIRoutesAnswerJSON(t *testing.T) {
 		{"PUT", "/api/v1/alerts/a1/ack", http.StatusMethodNotAllowed, "POST"},
 		{"GET", "/api/v1/visits/v1/checkin", http.StatusMethodNotAllowed, "POST"},
 	} {
-		res, body := send(t, srv, tc.method, tc.path)
+		res, body := send(t, srv, tc.method, tc.path, "", "")
 		var out map[string]string
 		err := json.Unmarshal([]byte(body), &out)
 		if res.StatusCode != tc.status || err != nil || out["error"] == "" ||
@@ -78,12 +81,12 @@ func TestUnknownAPIRoutesAnswerJSON(t *testing.T) {
 	}
 
 	// Endpoints still answer as themselves (here: 401 without a token).
-	if res, body := send(t, srv, "GET", "/api/v1/visits"); res.StatusCode != http.StatusUnauthorized {
+	if res, body := send(t, srv, "GET", "/api/v1/visits", "", ""); res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /api/v1/visits without a token: %s %q, want 401", res.Status, body)
 	}
 	// The console keeps its pages, its own Not Found included.
 	for _, p := range []string{"/", "/admin/nothing", "/apiary"} {
-		res, body := send(t, srv, "GET", p)
+		res, body := send(t, srv, "GET", p, "", "")
 		if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<title>") {
 			t.Errorf("GET %s: %s %q, want the console's HTML", p, res.Status, body)
 		}
