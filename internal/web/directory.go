@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -89,7 +90,7 @@ func (s *Server) putOfficer(w http.ResponseWriter, r *http.Request, who string) 
 	}
 	id := r.PathValue("id")
 	if b.ID != "" && b.ID != id {
-		return nil, 0, badRequest("id in the body (" + b.ID + ") is not the one in the path (" + id + ")")
+		return nil, 0, badRequest(fmt.Sprintf("id: %q in the body is not the one in the path (%q)", b.ID, id))
 	}
 	o := visit.Officer{ID: id, Name: b.Name, Phone: b.Phone, School: b.School}
 	if b.Vehicle != nil {
@@ -143,10 +144,10 @@ func (s *Server) putSchool(w http.ResponseWriter, r *http.Request, who string) (
 	}
 	id := r.PathValue("id")
 	if b.ID != "" && b.ID != id {
-		return nil, 0, badRequest("id in the body (" + b.ID + ") is not the one in the path (" + id + ")")
+		return nil, 0, badRequest(fmt.Sprintf("id: %q in the body is not the one in the path (%q)", b.ID, id))
 	}
 	if strings.TrimSpace(b.Name) == "" {
-		return nil, 0, badRequest("name is required")
+		return nil, 0, badRequest("name: is required")
 	}
 	saved, created, err := s.o.Directory.PutSchool(r.Context(), who, visit.School{ID: id, Name: b.Name, TimeZone: b.TimeZone, Contacts: b.Contacts})
 	if err != nil {

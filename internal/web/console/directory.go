@@ -36,7 +36,10 @@ var _ DirectoryStore = (*store.Store)(nil)
 // Directory edits schools and officers for the console and the directory API: it
 // validates as the configuration does (phones to E.164), refuses to change what the
 // configuration file provisions, and audits every change in the school's stream.
-// Errors meant for the person are *visit.Error (Invalid, Conflict, NotFound).
+// Errors meant for the person are *visit.Error (Invalid, Conflict, NotFound); a
+// problem with a field starts with the field's path in the API's JSON, as the client
+// sent it ("phone: ...", "vehicle.insurance_expires: ...",
+// "contacts.office[0].phone: ..."), and the console's form fields have those names.
 type Directory struct {
 	st     DirectoryStore
 	region string
@@ -58,6 +61,12 @@ var (
 	idPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	duressPattern = regexp.MustCompile(`^[0-9]{3,8}$`)
 	listPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+)
+
+// Problems common to officers and schools, named by their JSON field.
+const (
+	badID        = "id: must be lower-case letters, digits and dashes (at most 63), not starting with a dash"
+	nameRequired = "name: is required"
 )
 
 func invalid(msg string) error  { return &visit.Error{Kind: visit.Invalid, Msg: msg} }
@@ -106,25 +115,25 @@ func (d *Directory) PutOfficer(ctx context.Context, by string, o visit.Officer, 
 	o.School = strings.TrimSpace(o.School)
 	o.DuressCode = strings.TrimSpace(o.DuressCode)
 	if !idPattern.MatchString(o.ID) {
-		ps = append(ps, "id must be lower-case letters, digits and dashes (at most 63), not starting with a dash")
+		ps = append(ps, badID)
 	}
 	if o.Name == "" {
-		ps = append(ps, "name is required")
+		ps = append(ps, nameRequired)
 	}
 	if phone, err := config.NormalizePhone(o.Phone, d.region); err != nil {
-		ps = append(ps, "mobile: "+err.Error())
+		ps = append(ps, "phone: "+err.Error())
 	} else {
 		o.Phone = phone
 	}
 	if o.School == "" {
-		ps = append(ps, "school is required")
+		ps = append(ps, "school: is required")
 	} else if _, err := d.st.School(ctx, o.School); errors.Is(err, store.ErrNotFound) {
-		ps = append(ps, "school "+o.School+" does not exist")
+		ps = append(ps, fmt.Sprintf("school: %q does not exist", o.School))
 	} else if err != nil {
 		return o, false, err
 	}
 	if !keepDuress && o.DuressCode != "" && !duressPattern.MatchString(o.DuressCode) {
-		ps = append(ps, "duress code must be 3 to 8 digits")
+		ps = append(ps, "duress_code: must be 3 to 8 digits") // never quote a duress code
 	}
 	if v := o.Vehicle; v != nil {
 		v.Make, v.Model, v.Colour = strings.TrimSpace(v.Make), strings.TrimSpace(v.Model), strings.TrimSpace(v.Colour)
@@ -132,7 +141,7 @@ func (d *Directory) PutOfficer(ctx context.Context, by string, o visit.Officer, 
 		v.InsuranceExpires = strings.TrimSpace(v.InsuranceExpires)
 		if v.InsuranceExpires != "" {
 			if _, err := time.Parse(time.DateOnly, v.InsuranceExpires); err != nil {
-				ps = append(ps, "insurance expiry must be a date (YYYY-MM-DD)")
+				ps = append(ps, fmt.Sprintf("vehicle.insurance_expires: %q is not a date (YYYY-MM-DD)", v.InsuranceExpires))
 			}
 		}
 		if *v == (visit.Vehicle{}) {
@@ -157,7 +166,7 @@ func (d *Directory) PutOfficer(ctx context.Context, by string, o visit.Officer, 
 	}
 	for _, x := range all {
 		if x.ID != o.ID && x.Phone == o.Phone {
-			return o, false, conflict(fmt.Sprintf("%s is already the mobile of %s (%s)", o.Phone, x.Name, x.ID))
+			return o, false, conflict(fmt.Sprintf("phone: %s is already the phone of %s (%s)", o.Phone, x.Name, x.ID))
 		}
 	}
 	if !created && old.School != o.School {
@@ -259,14 +268,14 @@ func (d *Directory) PutSchool(ctx context.Context, by string, sc visit.School) (
 	sc.Name = strings.TrimSpace(sc.Name)
 	sc.TimeZone = strings.TrimSpace(sc.TimeZone)
 	if !idPattern.MatchString(sc.ID) {
-		ps = append(ps, "id must be lower-case letters, digits and dashes (at most 63), not starting with a dash")
+		ps = append(ps, badID)
 	}
 	if sc.Name == "" {
-		ps = append(ps, "name is required")
+		ps = append(ps, nameRequired)
 	}
 	if sc.TimeZone != "" {
 		if _, err := time.LoadLocation(sc.TimeZone); err != nil || sc.TimeZone == "Local" {
-			ps = append(ps, "timezone "+sc.TimeZone+" is not a known IANA time zone")
+			ps = append(ps, fmt.Sprintf("timezone: %q is not a known IANA time zone", sc.TimeZone))
 		}
 	}
 	contacts := map[string][]visit.Contact{}
@@ -278,17 +287,18 @@ func (d *Directory) PutSchool(ctx context.Context, by string, sc visit.School) (
 	total := 0
 	for _, l := range lists {
 		if !listPattern.MatchString(l) {
-			ps = append(ps, fmt.Sprintf("list name %q must be lower-case letters, digits, dashes or underscores", l))
+			ps = append(ps, fmt.Sprintf("contacts: list name %q must be lower-case letters, digits, dashes or underscores", l))
 			continue
 		}
 		for i, c := range sc.Contacts[l] {
+			path := fmt.Sprintf("contacts.%s[%d]", l, i)
 			c.Name = strings.TrimSpace(c.Name)
 			if c.Name == "" {
-				ps = append(ps, fmt.Sprintf("%s list, contact %d: name is required", l, i+1))
+				ps = append(ps, path+"."+nameRequired)
 			}
 			phone, err := config.NormalizePhone(c.Phone, d.region)
 			if err != nil {
-				ps = append(ps, fmt.Sprintf("%s list, contact %d: %v", l, i+1, err))
+				ps = append(ps, fmt.Sprintf("%s.phone: %v", path, err))
 			}
 			c.Phone = phone
 			contacts[l] = append(contacts[l], c)

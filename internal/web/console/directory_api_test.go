@@ -55,3 +55,46 @@ func TestDirectoryAPIRefusesLocalOnlyPhones(t *testing.T) {
 		}
 	}
 }
+
+// The directory API's validation errors name each field as the client sent it in
+// JSON (phone, not mobile; contacts.office[0].phone, not "office list, contact 1"),
+// and never quote a duress code.
+func TestDirectoryAPIErrorsNameJSONFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct {
+		path, body string
+		status     int
+		want       []string
+	}{
+		{"/api/v1/officers/kb", `{"name":" ","phone":"banana","school":"nowhere","duress_code":"12",
+			"vehicle":{"make":"Ford","insurance_expires":"March 2027"}}`, http.StatusBadRequest, []string{
+			`name: is required`, `phone: "banana" is not a phone number`, `school: "nowhere" does not exist`,
+			`duress_code: must be 3 to 8 digits`, `vehicle.insurance_expires: "March 2027" is not a date`}},
+		{"/api/v1/officers/Kim", `{"id":"kim","name":"Kim","phone":"07700 900124","school":""}`, http.StatusBadRequest, []string{
+			`id: "kim" in the body is not the one in the path ("Kim")`}},
+		{"/api/v1/officers/Kim", `{"name":"Kim","phone":"07700 900124","school":""}`, http.StatusBadRequest, []string{
+			`id: must be lower-case`, `school: is required`}},
+		{"/api/v1/officers/kb", `{"name":"Kim","phone":"07700 900101","school":"bishop-lonsdale"}`, http.StatusConflict, []string{
+			`phone: +447700900101 is already the phone of Jane Doe (jdoe)`}},
+		{"/api/v1/schools/oak", `{"name":"Oak","timezone":"Mars/Base","contacts":{"office":[{"name":"","phone":"banana"}],"Bad List":[]}}`,
+			http.StatusBadRequest, []string{`timezone: "Mars/Base" is not a known IANA time zone`,
+				`contacts.office[0].name: is required`, `contacts.office[0].phone: "banana" is not a phone number`,
+				`contacts: list name "Bad List"`}},
+		{"/api/v1/schools/oak", `{"name":" "}`, http.StatusBadRequest, []string{`name: is required`}},
+	} {
+		code, out := e.apiCall("PUT", tc.path, tc.body)
+		msg, _ := out["error"].(string)
+		if code != tc.status {
+			t.Errorf("PUT %s: %d %q, want %d", tc.path, code, msg, tc.status)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("PUT %s: error %q does not say %q", tc.path, msg, w)
+			}
+		}
+		if strings.Contains(msg, "mobile") || strings.Contains(msg, `"12"`) {
+			t.Errorf("PUT %s: error %q names mobile or quotes the duress code", tc.path, msg)
+		}
+	}
+}
