@@ -274,3 +274,34 @@ func TestOptedOutOfficersRefusedReminderComesByCall(t *testing.T) {
 		t.Errorf("%d calls, want the one reminder call: %+v", n, e.twilio.Calls())
 	}
 }
+
+// A contact whose SMS is refused for good (21211, an invalid number) had the
+// alert by call; when the officer ends the alert, the ALL CLEAR SMS is refused
+// too, and the ALL CLEAR reaches that contact by call, once.
+func TestRefusedAllClearBecomesACall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.twilio.FailNumber(officePhone, 400, 21211)
+	d := e.startDaemon()
+	e.overdue(d)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone || !strings.Contains(calls[0].TwiML, "has not checked in") {
+		t.Fatalf("call = %+v, want the office called with the alert", calls[0])
+	}
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	e.sms(d, janePhone, "EXTEND 30")
+	calls = e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](2))
+	if calls[1].To != officePhone || !strings.Contains(calls[1].TwiML, "ALL CLEAR") || !strings.Contains(calls[1].TwiML, "Jane Doe is safe") {
+		t.Fatalf("second call = %+v, want the office told ALL CLEAR", calls[1])
+	}
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool { return len(e.sentTo(office2Phone)) == 2 })
+	contains(t, "ALL CLEAR by SMS", e.sentTo(office2Phone)[1], "ALL CLEAR", "Jane Doe")
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	if n := len(e.twilio.Calls()); n != 2 {
+		t.Errorf("%d calls, want the alert's and the ALL CLEAR's: %+v", n, e.twilio.Calls())
+	}
+}

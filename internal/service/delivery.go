@@ -13,9 +13,9 @@ import (
 var failedCall = map[string]bool{"busy": true, "no-answer": true, "failed": true, "canceled": true}
 
 // HandleDeliveryFailure re-routes a message that failed for good, whether Twilio
-// refused it (from the dispatcher) or its receipt said so: an alert SMS becomes a
-// call to the same contact, a failed alert call moves on to the next level once its
-// whole level is unreachable, and an SMS an officer's phone refused because they
+// refused it (from the dispatcher) or its receipt said so: an alert SMS or an ALL
+// CLEAR SMS becomes a call to the same contact, a failed alert call moves on to
+// the next level once its whole level is unreachable, and an SMS an officer's phone refused because they
 // opted out is reported to the school office (a refused reminder goes again, as
 // a call).
 func (s *Service) HandleDeliveryFailure(ctx context.Context, school string, m visit.Message, code int, reason string) error {
@@ -33,7 +33,7 @@ func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m vi
 			return err
 		}
 	}
-	if m.Kind != visit.KindAlert || m.AlertID == "" {
+	if (m.Kind != visit.KindAlert && m.Kind != visit.KindAllClear) || m.AlertID == "" {
 		return nil
 	}
 	sc, loc, err := s.schoolState(ctx, school)
@@ -43,7 +43,8 @@ func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m vi
 	now := s.now()
 	return s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
 		a, err := sn.Alert(ctx, m.AlertID)
-		if err != nil || a == nil || !a.Open() {
+		// A resolved alert is still read: its ALL CLEAR may be what failed.
+		if err != nil || a == nil {
 			return store.Change{}, err
 		}
 		o, err := s.officer(ctx, a.Officer, school)

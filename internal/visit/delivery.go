@@ -44,9 +44,9 @@ func (d *decision) callFor(m Message, a *Alert, o *Officer) Message {
 	return m
 }
 
-// DeliveryFailed decides what to do when an alert message could not be delivered
-// (Twilio refused it, or its receipt said undelivered or failed). An SMS is
-// re-routed as a voice call to the same contact; a call that failed (busy, no
+// DeliveryFailed decides what to do when an alert message or an ALL CLEAR could
+// not be delivered (Twilio refused it, or its receipt said undelivered or
+// failed). An SMS is re-routed as a voice call to the same contact; a call that failed (busy, no
 // answer, failed) marks the contact unreachable, and when every contact of the
 // level is unreachable the next level is notified at once. Contacts of a level are
 // all notified together, so "the next contact on the same list" has already been
@@ -58,6 +58,10 @@ func DeliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 
 func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy) Result {
 	d := newDecision(st, p, now)
+	if m.Kind == KindAllClear && len(st.Alerts) > 0 {
+		d.allClearFailed(st.Alerts[0], m, reason)
+		return d.r
+	}
 	if m.Kind != KindAlert || len(st.Alerts) == 0 || !st.Alerts[0].Open() {
 		return d.r
 	}
@@ -80,6 +84,21 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 		}
 	}
 	return d.r
+}
+
+// allClearFailed re-sends an ALL CLEAR whose SMS failed for good as a voice call
+// to the same contact: everyone the alert reached must learn the officer is safe
+// (SPEC §1), and a contact whose SMS fails (an invalid or landline number, an
+// opted-out phone) may have had the alert only by call. A failed ALL CLEAR call
+// is the end of it: the alert is over, and there is no level to move on to.
+func (d *decision) allClearFailed(a *Alert, m Message, reason string) {
+	if m.Channel != ChannelSMS || a.Open() {
+		return
+	}
+	a = clone(a)
+	d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("ALL CLEAR SMS to %s (%s) failed: %s; calling instead", m.Name, m.To, reason))
+	d.queue(Message{ID: m.ID + ":call", Kind: KindAllClear, Channel: ChannelCall, To: m.To, Name: m.Name,
+		Body: d.w.SpokenAllClear(a, d.officerOf(a)), AlertID: a.ID, VisitID: a.VisitID, Level: m.Level, Priority: m.Priority})
 }
 
 // levelUnreachable reports whether every contact a reached at level lvl has failed.

@@ -90,7 +90,8 @@ func TestDeliveryFailureReroutes(t *testing.T) {
 	if a = w.alerts[a.ID]; a.Level != 1 || !slices.Contains(a.Unreachable, officePhone) {
 		t.Errorf("alert level %d unreachable %v, want level 1 with the office unreachable", a.Level, a.Unreachable)
 	}
-	// A failed ALL CLEAR or reminder re-routes nothing.
+	// A failed reminder re-routes nothing (one an opted-out phone refused goes
+	// again as a call: ReminderRefused); nor does an ALL CLEAR of an open alert.
 	for _, m := range []Message{{Kind: KindAllClear, Channel: ChannelSMS, To: officePhone}, {Kind: KindReminder, Channel: ChannelSMS, To: janePhone}} {
 		if r := DeliveryFailed(st, m, "unreachable", w.now, w.p); !r.Empty() {
 			t.Errorf("failed %s re-routed: %+v", m.Kind, r)
@@ -169,5 +170,54 @@ func TestRefusedReminderBecomesACall(t *testing.T) {
 	fresh.ID = fmt.Sprintf("%s:remind:%d:%s", st.Visit.ID, st.Visit.DueAt.UnixMilli(), janePhone)
 	if r := ReminderRefused(st, fresh, w.now, w.p); !r.Empty() {
 		t.Errorf("refused reminder of a closed visit re-sent: %+v", r)
+	}
+}
+
+// An ALL CLEAR whose SMS fails for good reaches the contact by call, once: a
+// contact who had the alert (perhaps only by call) must learn the officer is safe.
+func TestFailedAllClearBecomesACall(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("14:50"))
+	w.now = at("14:52")
+	w.mustSMS(janePhone, "EXTEND 30")
+	var clear Message
+	for _, m := range w.sent {
+		if m.Kind == KindAllClear {
+			clear = m.Message
+		}
+	}
+	if clear.To != officePhone {
+		t.Fatalf("ALL CLEAR %+v, want one to the office", clear)
+	}
+	a := w.onlyAlert()
+	st := State{School: w.school, Loc: london, Officer: w.officers["jdoe"], Officers: w.officers, Alerts: []*Alert{a}, Visit: w.visits[a.VisitID]}
+	r, _ := w.decide(st, func(st State) (Result, error) { return DeliveryFailed(st, clear, "invalid_number", w.now, w.p), nil })
+	if len(r.Messages) != 0 || len(w.calls) != 1 {
+		t.Fatalf("after the ALL CLEAR SMS failed: texts %v, calls %+v; want one call", phones(r.Messages, ""), w.calls)
+	}
+	call := w.calls[0].Message
+	if call.To != officePhone || call.Kind != KindAllClear || call.AlertID != a.ID || call.ID != clear.ID+":call" {
+		t.Errorf("call %+v, want the office's ALL CLEAR", call)
+	}
+	contains := func(s string, subs ...string) {
+		for _, sub := range subs {
+			if !strings.Contains(s, sub) {
+				t.Errorf("spoken ALL CLEAR %q lacks %q", s, sub)
+			}
+		}
+	}
+	contains(call.Body, "ALL CLEAR", "Bishop Lonsdale", "Jane Doe is safe", "closed at 14:52", "extended the visit to 15:22")
+	if GSM(call.Body) != call.Body {
+		t.Errorf("spoken ALL CLEAR is not GSM-7: %q", call.Body)
+	}
+	if a = w.alerts[a.ID]; a.Open() || a.Events[len(a.Events)-1].Type != "delivery_failed" {
+		t.Errorf("alert %s, last event %+v: want it resolved, with the failure on its trail", a.State, a.Events[len(a.Events)-1])
+	}
+	// The call failing too is the end of it.
+	st.Alerts = []*Alert{a}
+	if r := DeliveryFailed(st, call, "no-answer", w.now, w.p); !r.Empty() {
+		t.Errorf("failed ALL CLEAR call re-routed: %+v", r)
 	}
 }

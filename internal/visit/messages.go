@@ -314,3 +314,10 @@ func recipientsBelow(rs []Recipient, lvl int) []Recipient {
 	}
 	return out
 }
+
+// SpokenAllClear is an ALL CLEAR as a voice call says it: to a contact whose ALL
+// CLEAR SMS could not be delivered.
+func (w Writer) SpokenAllClear(a *Alert, o *Officer) string {
+	return GSM(fmt.Sprintf("This is Vigil, with an ALL CLEAR for %s. %s is safe. The %s alert about %s was closed at %s: %s. No action is needed.",
+		w.schoolName(), o.Name, strings.ToLower(a.Reason), o.Name, w.at(a.ResolvedAt), strings.TrimSuffix(a.Resolution, ".")))
+}
