@@ -117,11 +117,13 @@ type Options struct {
 	Limiter interface {
 		Wait(ctx context.Context) error
 	}
-	// ContactLimit, when set, caps messages per phone and channel; it never holds
-	// back a panic or duress alert, an alert's first notification to a contact,
-	// or an ALL CLEAR.
+	// ContactLimit, when set, caps the repeats of overdue alerts per phone and
+	// channel (visit.Throttled: nothing else is held back or counted). Allow
+	// gives a message a place (one per message, however often it is tried);
+	// Release gives back the place of one Twilio did not accept.
 	ContactLimit interface {
-		Allow(ctx context.Context, phone, channel string, now time.Time) (bool, time.Time, error)
+		Allow(ctx context.Context, phone, channel, id string, now time.Time) (bool, time.Time, error)
+		Release(ctx context.Context, phone, channel, id string, now time.Time) error
 	}
 	// Checker, when set, is asked before a message is sent again after a send
 	// whose outcome is unknown (Twilio's answer never came, or a replica died
@@ -465,21 +467,23 @@ func (d *Dispatcher) release(held []store.Outgoing) {
 	}
 }
 
-// mayGo applies the throttles to a claimed message: a contact over its limit gets
-// it later (put back on the queue until the window ends); otherwise it waits for
-// its turn under the global rate. It reports whether to send now. With a
-// TurnStarter the turn and the start of the send are one step: it then returns
-// the message begun, and prev, the message as it was before (see deliver).
+// mayGo applies the throttles to a claimed message: a repeat of an overdue alert
+// to a phone over its limit is skipped; otherwise the message waits for its turn
+// under the global rate. It reports whether to send now. With a TurnStarter the
+// turn and the start of the send are one step: it then returns the message
+// begun, and prev, the message as it was before (see deliver).
 func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.Outgoing, prev *store.Outgoing, ok bool) {
 	m := o.Msg
-	exempt := m.Priority == visit.PriorityPanic || m.First || m.Kind == visit.KindAllClear
-	if d.o.ContactLimit != nil && !exempt {
-		ok, until, err := d.o.ContactLimit.Allow(ctx, m.To, m.Channel, d.o.Now())
+	if d.o.ContactLimit != nil && visit.Throttled(m) {
+		ok, until, err := d.o.ContactLimit.Allow(ctx, m.To, m.Channel, m.ID, d.o.Now())
 		if err != nil {
 			d.o.Log.Warn("contact limit unavailable; sending anyway", "err", err)
 		} else if !ok {
-			d.o.Log.Info("contact limit reached; message deferred", "msg", m.ID, "until", until)
-			if err := d.o.Store.RecordRetry(ctx, o, until, "contact_limit"); err != nil {
+			// Skipped, not put off: the alert comes round again every
+			// repeat_every, and a copy held to the end of the window would
+			// come late, next to a newer round.
+			msgLog{d.o.Log, o}.Info("contact limit reached; this repeat is skipped", "window_ends", until)
+			if err := d.o.Store.RecordFailed(ctx, o, "contact_limit"); err != nil {
 				d.lost(d.o.Log, err)
 			}
 			return o, nil, false
@@ -549,6 +553,7 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing, prev *store.
 		// over. No send was made: put the message back as it was, for whichever
 		// replica claims it next.
 		log.Warn("claim too close to its end to send; the message goes back to the queue")
+		d.givePlaceBack(ctx, log, o)
 		if err := d.o.Store.AbandonSend(ctx, o, *prev, late); err != nil {
 			d.lost(log, err)
 		}
@@ -580,6 +585,8 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing, prev *store.
 			"check_at", time.UnixMilli(o.Lease), "err", err)
 		return
 	}
+	// Twilio did not accept it: it does not use up the phone's allowance.
+	d.givePlaceBack(ctx, log, o)
 	retryable := errors.As(err, &se) && se.Retryable
 	if !errors.As(err, &se) {
 		retryable = true // an unclassified failure is treated as transient
@@ -600,6 +607,17 @@ func (d *Dispatcher) deliver(ctx context.Context, o store.Outgoing, prev *store.
 	log.Warn("send failed; will retry", "attempt", o.Attempts+1, "retry_at", at, "err", err)
 	if err := d.o.Store.RecordRetry(ctx, o, at, reason); err != nil {
 		d.lost(log, err)
+	}
+}
+
+// givePlaceBack returns the place under the per-contact limit of a message Twilio
+// did not accept (a message whose send may have reached Twilio keeps it).
+func (d *Dispatcher) givePlaceBack(ctx context.Context, log msgLog, o store.Outgoing) {
+	if d.o.ContactLimit == nil || !visit.Throttled(o.Msg) {
+		return
+	}
+	if err := d.o.ContactLimit.Release(ctx, o.Msg.To, o.Msg.Channel, o.Msg.ID, d.o.Now()); err != nil {
+		log.Warn("contact limit: a place was not given back", "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,16 +24,23 @@ type sender struct {
 	mu     sync.Mutex
 	sent   []string // message bodies, in send order
 	refuse map[string]*sms.Error
-	signal chan struct{}
+	// unavailable counts the next sends to a number that get HTTP 503.
+	unavailable map[string]int
+	signal      chan struct{}
 }
 
 func newSender() *sender {
-	return &sender{refuse: map[string]*sms.Error{}, signal: make(chan struct{}, 1000)}
+	return &sender{refuse: map[string]*sms.Error{}, unavailable: map[string]int{}, signal: make(chan struct{}, 1000)}
 }
 
 func (s *sender) SendSMS(ctx context.Context, m sms.Outbound) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unavailable[m.To] > 0 {
+		s.unavailable[m.To]--
+		s.signal <- struct{}{}
+		return "", &sms.Error{HTTPStatus: 503, Retryable: true}
+	}
 	if e := s.refuse[m.To]; e != nil {
 		s.signal <- struct{}{}
 		return "", e
@@ -188,8 +196,9 @@ func TestOneCrashResendsOnce(t *testing.T) {
 }
 
 // A permanent refusal is not retried by SMS and is handed on for re-routing; a
-// contact over its limit gets the rest later, but never an alert's first
-// notification or a panic.
+// contact over its limit does not get the rest of an alert's repeats (the alert
+// comes round again), but nothing else is held back: not an alert's first
+// notification, a panic, a reminder, a notice or an ALL CLEAR.
 func TestRefusalsAndContactLimits(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -203,8 +212,13 @@ func TestRefusalsAndContactLimits(t *testing.T) {
 	for i := range 7 {
 		msgs = append(msgs, visit.Message{ID: fmt.Sprintf("rep%d", i), Kind: visit.KindAlert, To: "+447700900201", Body: fmt.Sprintf("repeat %d", i), Priority: visit.PriorityAlert})
 	}
+	const phone = "+447700900201"
 	msgs = append(msgs,
-		visit.Message{ID: "first", Kind: visit.KindAlert, To: "+447700900201", Body: "first", Priority: visit.PriorityAlert, First: true},
+		visit.Message{ID: "first", Kind: visit.KindAlert, To: phone, Body: "first", Priority: visit.PriorityAlert, First: true},
+		visit.Message{ID: "panic", Kind: visit.KindAlert, To: phone, Body: "panic", Priority: visit.PriorityPanic},
+		visit.Message{ID: "reminder", Kind: visit.KindReminder, To: phone, Body: "reminder", Priority: visit.PriorityNormal},
+		visit.Message{ID: "notice", Kind: visit.KindNotice, To: phone, Body: "notice", Priority: visit.PriorityNormal},
+		visit.Message{ID: "clear", Kind: visit.KindAllClear, To: phone, Body: "clear", Priority: visit.PriorityAlert},
 		visit.Message{ID: "optout", Kind: visit.KindAlert, To: "+447700900999", Body: "to an opted-out phone", Priority: visit.PriorityAlert, First: true})
 	queue(t, st, t0, msgs...)
 	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0 },
@@ -215,25 +229,91 @@ func TestRefusalsAndContactLimits(t *testing.T) {
 			mu.Unlock()
 			handedOn <- struct{}{}
 		}}))
-	snd.waitSends(t, 7) // 5 repeats + the first + the refused one
+	snd.waitSends(t, 11) // 5 repeats, the five exempt messages, the refused one
 	select {
 	case <-handedOn:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the refused message was never handed on for re-routing")
 	}
+	waitDepth(t, st, 0) // the 2 repeats over the limit are skipped, not put off
 	got := map[string]bool{}
+	repeats := 0
 	for _, b := range snd.bodies() {
 		got[b] = true
+		if strings.HasPrefix(b, "repeat") {
+			repeats++
+		}
 	}
-	if len(snd.bodies()) != 6 || !got["first"] {
-		t.Errorf("sent %q, want 5 repeats and the first notification", snd.bodies())
+	if repeats != 5 || !got["first"] || !got["panic"] || !got["reminder"] || !got["notice"] || !got["clear"] {
+		t.Errorf("sent %q, want 5 repeats and every message that is not a repeat", snd.bodies())
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(failed) != 1 || failed[0] != "optout 21610" {
-		t.Errorf("failures handed on: %v, want the opted-out one", failed)
+		t.Errorf("failures handed on: %v, want the opted-out one (a skipped repeat is not re-routed)", failed)
 	}
-	waitDepth(t, st, 2) // the 2 deferred repeats wait for the next window
+}
+
+// The per-contact limit counts what Twilio accepted, once per message: a repeat
+// retried after 503s takes one place, and one Twilio refused takes none.
+func TestContactLimitCountsAcceptedMessages(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	snd := newSender()
+	const phone = "+447700900201"
+	snd.unavailable[phone] = 2
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	d := notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: clock, Poll: 10 * time.Millisecond,
+		ContactLimit: st.NewContactLimiter(15*time.Minute, map[string]int64{visit.ChannelSMS: 2})})
+	run(t, d)
+	repeat := func(id string) visit.Message {
+		return visit.Message{ID: id, Kind: visit.KindAlert, To: phone, Body: id, Priority: visit.PriorityAlert}
+	}
+	queue(t, st, now, repeat("A"))
+	// Two 503s, then accepted. Each retry is due a backoff (at most 2 s) after its
+	// failure is recorded, which nothing announces: move the clock on until the
+	// next try comes (three seconds a step: well inside the 15-minute window).
+	deadline := time.Now().Add(10 * time.Second)
+	for tries := 0; tries < 3; {
+		select {
+		case <-snd.signal:
+			tries++
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A was tried %d times, want 3 (sent %q)", tries, snd.bodies())
+		}
+		mu.Lock()
+		now = now.Add(3 * time.Second)
+		mu.Unlock()
+		d.Wake()
+	}
+	waitDepth(t, st, 0)
+	// Refused for good: no place taken.
+	snd.mu.Lock()
+	snd.refuse[phone] = &sms.Error{Code: 21211, HTTPStatus: 400}
+	snd.mu.Unlock()
+	queue(t, st, clock(), repeat("R"))
+	snd.waitSends(t, 1)
+	waitDepth(t, st, 0)
+	snd.mu.Lock()
+	delete(snd.refuse, phone)
+	snd.mu.Unlock()
+	// A holds one place of two: B goes, C is one too many.
+	queue(t, st, clock(), repeat("B"), repeat("C"))
+	snd.waitSends(t, 1)
+	waitDepth(t, st, 0)
+	if got := snd.bodies(); len(got) != 2 || got[0] != "A" || got[1] != "B" {
+		t.Errorf("sent %q, want A (once, after its retries) and B", got)
+	}
 }
 
 // waitDepth waits until the outbox holds want messages. A send is recorded just

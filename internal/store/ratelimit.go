@@ -120,8 +120,11 @@ return {1}
 `)
 
 // ContactLimiter caps how many messages of one channel a phone gets in a window
-// (in the spirit of GoAlert's per-contact throttles): a fixed window counted in
-// Redis, shared by every replica.
+// (in the spirit of GoAlert's per-contact throttles): a fixed window kept in
+// Redis, shared by every replica. It counts messages, not attempts: each window
+// is a set of the IDs of the messages given a place in it, so a message tried
+// again keeps its one place, and a message Twilio did not accept gives its place
+// back (Release).
 type ContactLimiter struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -131,30 +134,59 @@ type ContactLimiter struct {
 
 // NewContactLimiter allows max[channel] messages per phone per window.
 func (s *Store) NewContactLimiter(window time.Duration, max map[string]int64) *ContactLimiter {
-	return &ContactLimiter{rdb: s.rdb, prefix: s.k.prefix + "contactlimit:", window: window, max: max}
+	return &ContactLimiter{rdb: s.rdb, prefix: s.k.prefix + "contactsent:", window: window, max: max}
 }
 
-// Allow counts one message to phone by channel at now. When the phone is over its
-// limit it reports false and when the window ends (the count is not taken).
-func (l *ContactLimiter) Allow(ctx context.Context, phone, channel string, now time.Time) (bool, time.Time, error) {
+func (l *ContactLimiter) key(phone, channel string, start time.Time) string {
+	return fmt.Sprintf("%s%s:%s:%d", l.prefix, channel, phone, start.Unix())
+}
+
+// Allow gives message id to phone by channel a place in the window of now, or
+// reports that it keeps the one it has. When the phone has no place left it
+// reports false and when the window ends (nothing is taken).
+func (l *ContactLimiter) Allow(ctx context.Context, phone, channel, id string, now time.Time) (bool, time.Time, error) {
 	limit, ok := l.max[channel]
 	if !ok {
 		return true, time.Time{}, nil
 	}
 	start := now.Truncate(l.window)
-	key := fmt.Sprintf("%s%s:%s:%d", l.prefix, channel, phone, start.Unix())
-	var n *redis.IntCmd
-	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.Incr(ctx, key)
-		p.Expire(ctx, key, 2*l.window)
-		return nil
-	})
+	n, err := contactPlaceScript.Run(ctx, l.rdb, []string{l.key(phone, channel, start)}, id, limit, int64((2*l.window)/time.Second)).Int()
 	if err != nil {
 		return false, time.Time{}, fmt.Errorf("contact limit: %w", err)
 	}
-	if n.Val() > limit {
-		l.rdb.Decr(ctx, key)
+	if n == 0 {
 		return false, start.Add(l.window), nil
 	}
 	return true, time.Time{}, nil
 }
+
+// Release gives back the place of message id (Twilio did not accept it): in the
+// window of now, or the one before (a send that began as the window turned).
+func (l *ContactLimiter) Release(ctx context.Context, phone, channel, id string, now time.Time) error {
+	if _, ok := l.max[channel]; !ok {
+		return nil
+	}
+	start := now.Truncate(l.window)
+	// Two keys, perhaps on two Cluster nodes: a plain pipeline, not a transaction.
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, l.key(phone, channel, start), id)
+		p.SRem(ctx, l.key(phone, channel, start.Add(-l.window)), id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("contact limit: %w", err)
+	}
+	return nil
+}
+
+// contactPlaceScript gives a message a place in a phone's window.
+// KEYS[1]: the window's set; ARGV[1]: the message ID; ARGV[2]: the limit;
+// ARGV[3]: the set's lifetime (s). Returns 1 when the message has a place (new or
+// kept), 0 when the window is full.
+var contactPlaceScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`)

@@ -80,7 +80,9 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 			from := a.Level + 1
 			a.Level = d.cascade(a, from)
 			d.alertEvent(a, "rerouted", "vigil", fmt.Sprintf("nobody at level %d could be reached", m.Level))
+			n := len(d.r.Messages)
 			d.send(a, p.ladder(from, a.Level), PriorityAlert)
+			markFirst(d.r.Messages[n:]) // a new level's round
 		}
 	}
 	return d.r
@@ -99,6 +101,43 @@ func (d *decision) allClearFailed(a *Alert, m Message, reason string) {
 	d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("ALL CLEAR SMS to %s (%s) failed: %s; calling instead", m.Name, m.To, reason))
 	d.queue(Message{ID: m.ID + ":call", Kind: KindAllClear, Channel: ChannelCall, To: m.To, Name: m.Name,
 		Body: d.w.SpokenAllClear(a, d.officerOf(a)), AlertID: a.ID, VisitID: a.VisitID, Level: m.Level, Priority: m.Priority})
+}
+
+// Throttled reports whether the per-contact limit may hold m back: only a repeat
+// of an overdue alert, a round that says again what the phone has had. Never a
+// panic or duress alert, an alert's first message to a contact or to a newly
+// reached level (First), a reminder, a notice or an ALL CLEAR: each of those is
+// either the first word of something or of use only when it comes at once.
+func Throttled(m Message) bool {
+	return m.Kind == KindAlert && m.Priority == PriorityAlert && !m.First
+}
+
+// FirstOfRound marks First (never held back by the per-contact limit) the alert
+// messages of r, decided by the timer of the alert before, when their round is not
+// a plain repeat: the round of a newly reached level (to a phone reached on a
+// lower list too, such as a manager who is also on the police list), and the
+// round when an ACK's hold ends without the officer found. Their text is new; only
+// a repeat says again what the phone has had.
+func FirstOfRound(before *Alert, r Result) Result {
+	for _, a := range r.Alerts {
+		if before == nil || a.ID != before.ID || (a.Level == before.Level && before.HoldUntil.IsZero()) {
+			continue
+		}
+		for i := range r.Messages {
+			if r.Messages[i].AlertID == a.ID {
+				markFirst(r.Messages[i : i+1])
+			}
+		}
+	}
+	return r
+}
+
+func markFirst(ms []Message) {
+	for i := range ms {
+		if ms[i].Kind == KindAlert {
+			ms[i].First = true
+		}
+	}
 }
 
 // levelUnreachable reports whether every contact a reached at level lvl has failed.

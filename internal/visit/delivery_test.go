@@ -221,3 +221,52 @@ func TestFailedAllClearBecomesACall(t *testing.T) {
 		t.Errorf("failed ALL CLEAR call re-routed: %+v", r)
 	}
 }
+
+// Only a repeat of an overdue alert may be held back by the per-contact limit:
+// not the round of a newly reached level, though it goes to a phone the alert
+// reached on a lower list (a manager who is on the police list too), nor
+// reminders, notices, ALL CLEARs, panics or first notifications.
+func TestOnlyRepeatsAreThrottled(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.school.Contacts[ListPolice] = append(w.school.Contacts[ListPolice], Contact{Name: "Head of School", Phone: headPhone})
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("14:35"))
+	w.now = at("14:40")
+	w.mustSMS(janePhone, "ABORT flat tyre")
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	for _, m := range w.sent {
+		if Throttled(m.Message) {
+			t.Errorf("%s %s to %s may be held back", m.At.In(london).Format("15:04"), m.Kind, m.To)
+		}
+	}
+	w.runTo(at("15:44")) // overdue 15:30, managers 15:40
+	a := w.openAlerts()[0]
+	st := State{School: w.school, Loc: london, Officer: w.officers["jdoe"], Officers: w.officers, Alerts: []*Alert{a}, Visit: w.visits[a.VisitID]}
+	// 15:45: a plain repeat, held back if need be.
+	repeat := FirstOfRound(a, AlertTimer(st, at("15:45"), w.p))
+	if len(repeat.Messages) == 0 {
+		t.Fatal("no repeat at 15:45")
+	}
+	for _, m := range repeat.Messages {
+		if !Throttled(m) {
+			t.Errorf("repeat to %s (%s) never held back", m.To, m.Channel)
+		}
+	}
+	// 15:50: the police level: its round, to the head too, is never held back.
+	police := AlertTimer(st, at("15:50"), w.p)
+	if !slices.ContainsFunc(police.Messages, func(m Message) bool { return m.To == headPhone && Throttled(m) }) {
+		t.Fatal("test premise: the police round to the head is marked a repeat by AlertTimer")
+	}
+	for _, m := range FirstOfRound(a, police).Messages {
+		if m.Kind == KindAlert && Throttled(m) {
+			t.Errorf("police-level round to %s (%s) may be held back", m.To, m.Channel)
+		}
+	}
+	for _, m := range []Message{{Kind: KindAlert, Priority: PriorityPanic}, {Kind: KindAllClear, Priority: PriorityAlert},
+		{Kind: KindNotice, Priority: PriorityAlert}, {Kind: KindReminder, Priority: PriorityNormal}} {
+		if Throttled(m) {
+			t.Errorf("%s (priority %d) may be held back", m.Kind, m.Priority)
+		}
+	}
+}
