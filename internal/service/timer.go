@@ -103,9 +103,7 @@ func (s *Service) HandleTimer(ctx context.Context, due store.Due) (time.Duration
 			if kind == 'v' {
 				r = visit.VisitTimer(st, now, s.policy, s.newIDs(now))
 			} else {
-				// A new level's round is never held back by the per-contact
-				// limit, though the phone had the alert on a lower list.
-				r = visit.FirstOfRound(st.Alerts[0], visit.AlertTimer(st, now, s.policy))
+				r = visit.AlertTimer(st, now, s.policy)
 			}
 		}
 		states := map[string]visit.OfficerState{}

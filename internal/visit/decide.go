@@ -739,7 +739,9 @@ func alertTimer(st State, now time.Time, p Policy) Result {
 		a.HoldUntil = time.Time{}
 		d.alertEvent(a, "hold_ended", "vigil", "")
 		a.Level = max(a.Level, target)
+		n := len(d.r.Messages)
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)
+		markFirst(d.r.Messages[n:]) // news (who took charge), not a repeat
 	case target > a.Level:
 		// The new levels hear of it. The levels already reached hear it in the same
 		// round when their repeat is due by now or soon: the repeat must not be
@@ -753,11 +755,17 @@ func alertTimer(st State, now time.Time, p Policy) Result {
 		if rn := d.p.repeatEvery(a); r <= 0 || (rn > 0 && rn < r) {
 			r = rn
 		}
+		// Either way the round is a new level's, never held back as a repeat
+		// (to a phone on a lower list too, such as a manager also on the police
+		// list).
+		n := len(d.r.Messages)
 		if a.repeating() && r > 0 && !d.now.Add(r/4).Before(last.Add(r)) {
 			d.send(a, p.ladder(0, target), PriorityAlert)
+			markFirst(d.r.Messages[n:])
 			break
 		}
 		d.send(a, p.ladder(reached+1, target), PriorityAlert)
+		markFirst(d.r.Messages[n:])
 		a.LastSentAt = last // the time of the last round to every level reached
 	case d.repeatDue(a):
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)

@@ -1100,6 +1100,10 @@ func TestAckHold(t *testing.T) {
 		if m.At.Equal(at("15:07")) && !strings.Contains(m.Body, "Taken charge: School office ("+officePhone+") at 14:52.") {
 			t.Errorf("hold-end alert to %s does not say who took charge: %q", m.To, m.Body)
 		}
+		// The hold-end round is news, not a repeat: no per-contact limit holds it.
+		if m.At.Equal(at("15:07")) && Throttled(m.Message) {
+			t.Errorf("hold-end alert to %s may be held back as a repeat", m.To)
+		}
 	}
 	// After the hold, an ACK is taken again.
 	if _, err := w.sms(headPhone, "ACK"); err != nil {

@@ -112,26 +112,7 @@ func Throttled(m Message) bool {
 	return m.Kind == KindAlert && m.Priority == PriorityAlert && !m.First
 }
 
-// FirstOfRound marks First (never held back by the per-contact limit) the alert
-// messages of r, decided by the timer of the alert before, when their round is not
-// a plain repeat: the round of a newly reached level (to a phone reached on a
-// lower list too, such as a manager who is also on the police list), and the
-// round when an ACK's hold ends without the officer found. Their text is new; only
-// a repeat says again what the phone has had.
-func FirstOfRound(before *Alert, r Result) Result {
-	for _, a := range r.Alerts {
-		if before == nil || a.ID != before.ID || (a.Level == before.Level && before.HoldUntil.IsZero()) {
-			continue
-		}
-		for i := range r.Messages {
-			if r.Messages[i].AlertID == a.ID {
-				markFirst(r.Messages[i : i+1])
-			}
-		}
-	}
-	return r
-}
-
+// markFirst marks the alert messages of a round that is not a plain repeat.
 func markFirst(ms []Message) {
 	for i := range ms {
 		if ms[i].Kind == KindAlert {

@@ -43,8 +43,9 @@ type Message struct {
 	Level    int           `json:"level"`
 	Priority int           `json:"priority"`
 	Validity time.Duration `json:"validity,omitempty"` // Twilio ValidityPeriod; alerts only
-	// First marks an alert's first notification to this contact: per-contact
-	// throttles never hold it back.
+	// First marks an alert message that is not a plain repeat: the alert's first
+	// notification to this contact, or a round that reaches a new level or ends an
+	// ACK's hold. Per-contact throttles never hold it back (Throttled).
 	First bool `json:"first,omitempty"`
 }
 
