@@ -305,3 +305,47 @@ func TestRefusedAllClearBecomesACall(t *testing.T) {
 		t.Errorf("%d calls, want the alert's and the ALL CLEAR's: %+v", n, e.twilio.Calls())
 	}
 }
+
+// An ALL CLEAR whose undelivered receipt never reached Vigil is found by asking
+// Twilio a minute after the send, and becomes a call, as its receipt would have
+// made it.
+func TestLostUndeliveredAllClearReceiptFoundByAskingTwilio(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.overdue(d)
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool {
+		return len(e.sentTo(officePhone)) == 1 && len(e.sentTo(office2Phone)) == 1
+	})
+	e.sms(d, janePhone, "IN")
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool {
+		return len(e.sentTo(officePhone)) == 2 && len(e.sentTo(office2Phone)) == 2
+	})
+	clear := e.twilio.SentTo(officePhone)[1]
+	if !strings.Contains(clear.Body, "ALL CLEAR") {
+		t.Fatalf("second SMS to the office %q, want the ALL CLEAR", clear.Body)
+	}
+	e.twilio.SetMessageStatus(clear.SID, "undelivered", 30003)
+	// The alerts' and ALL CLEARs' sends are recorded (their checks listed)
+	// before the clock moves.
+	if !pollUntil(10*time.Second, func() bool {
+		checks, err := d.Store().ReceiptChecks(t.Context(), "bishop-lonsdale")
+		return err == nil && len(checks) == 4
+	}) {
+		t.Fatal("the alert and ALL CLEAR SMS were not recorded sent")
+	}
+	if n := len(e.twilio.Calls()); n != 0 {
+		t.Fatalf("%d calls before the checks, want none", n)
+	}
+	e.advance(time.Minute, d)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != officePhone || !strings.Contains(calls[0].TwiML, "ALL CLEAR") || !strings.Contains(calls[0].TwiML, "Jane Doe is safe") {
+		t.Fatalf("call = %+v, want the office told ALL CLEAR", calls[0])
+	}
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	if n := len(e.twilio.Calls()); n != 1 {
+		t.Errorf("%d calls, want the one ALL CLEAR call: %+v", n, e.twilio.Calls())
+	}
+}

@@ -182,13 +182,13 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Errorf("%d messages sent in all, want 8", n)
 	}
 
-	// No receipt came for the three OVERDUE alerts: a minute on, the checks
-	// (listed in each school's slot, on its own master) ask Twilio, which says
-	// delivered.
+	// No receipt came for the three OVERDUE alerts and their three ALL CLEARs: a
+	// minute on, the checks (listed in each school's slot, on its own master) ask
+	// Twilio, which says delivered.
 	e.advance(time.Minute, d)
 	const final = `vigil_receipt_checks_total{result="final"}`
-	if !pollUntil(10*time.Second, func() bool { return metricLine(t, d, final) == final+" 3" }) {
-		t.Errorf("metric: %q, want the three alerts' receipts asked for", metricLine(t, d, final))
+	if !pollUntil(10*time.Second, func() bool { return metricLine(t, d, final) == final+" 6" }) {
+		t.Errorf("metric: %q, want the receipts of the three alerts and three ALL CLEARs asked for", metricLine(t, d, final))
 	}
 }
 

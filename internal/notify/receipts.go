@@ -85,7 +85,7 @@ const (
 func NewReceiptMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_receipt_checks_total",
-		Help: "Alert messages whose final delivery receipt had not come when expected, so Twilio was asked; by result " +
+		Help: "Alert and ALL CLEAR messages whose final delivery receipt had not come when expected, so Twilio was asked; by result " +
 			"(final: Twilio had one, handled as a receipt; not_final: asked again later; gave_up; error).",
 	}, []string{"result"})
 	for _, r := range []string{CheckFinal, CheckNotFinal, CheckGaveUp, CheckError} {

@@ -32,10 +32,11 @@ const DefaultReceiptCheck = time.Minute
 func (s *Store) CheckReceiptsAfter(d time.Duration) { s.receiptCheck.Store(int64(d)) }
 
 // receiptCheckAt is when the receipt check of o, sent at now, falls due; zero when
-// o needs none.
+// o needs none. Alerts and ALL CLEARs are checked: an undelivered one of either is
+// re-sent as a call.
 func (s *Store) receiptCheckAt(o Outgoing, now time.Time) time.Time {
 	d := time.Duration(s.receiptCheck.Load())
-	if d <= 0 || o.Msg.Kind != visit.KindAlert {
+	if d <= 0 || (o.Msg.Kind != visit.KindAlert && o.Msg.Kind != visit.KindAllClear) {
 		return time.Time{}
 	}
 	return now.Add(d)
