@@ -186,7 +186,11 @@ func (w Writer) OptedOutNotice(o *Officer) string {
 // spelt out, and how to take charge.
 func (w Writer) Spoken(a *Alert, o *Officer) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "This is Vigil, with a %s alert for %s. ", strings.ToLower(a.Reason), w.schoolName())
+	article := "a"
+	if a.Reason == ReasonOverdue {
+		article = "an"
+	}
+	fmt.Fprintf(&b, "This is Vigil, with %s %s alert for %s. ", article, strings.ToLower(a.Reason), w.schoolName())
 	switch a.Reason {
 	case ReasonOverdue:
 		fmt.Fprintf(&b, "%s has not checked in. ", o.Name)
@@ -196,7 +200,7 @@ func (w Writer) Spoken(a *Alert, o *Officer) string {
 		fmt.Fprintf(&b, "%s checked in with the duress code at %s, and may be under threat. Do not call their phone. ", o.Name, w.at(a.RaisedAt))
 	}
 	if a.Destination != "" {
-		fmt.Fprintf(&b, "The visit was to %s, from %s, due back at %s. ", a.Destination, w.at(a.StartedAt), w.at(a.DueAt))
+		fmt.Fprintf(&b, "The visit was to %s, from %s, due back at %s. ", speakable(a.Destination), w.at(a.StartedAt), w.at(a.DueAt))
 	}
 	if v := o.Vehicle; v != nil && v.Describe() != "" {
 		fmt.Fprintf(&b, "Vehicle: %s %s %s, registration %s. ", v.Colour, v.Make, v.Model, spell(v.Registration))
@@ -207,7 +211,13 @@ func (w Writer) Spoken(a *Alert, o *Officer) string {
 
 // SpokenReminder is a reminder as a voice call says it.
 func (w Writer) SpokenReminder(v *Visit) string {
-	return GSM(fmt.Sprintf("This is Vigil. You are due back from %s at %s. Text IN when you are safe.", v.Destination, w.at(v.DueAt)))
+	return GSM(fmt.Sprintf("This is Vigil. You are due back from %s at %s. Text IN when you are safe.", speakable(v.Destination), w.at(v.DueAt)))
+}
+
+// speakable is a destination as a voice should read it: without the *** that
+// stands for a pupil reference redacted from it (read aloud as "star star star").
+func speakable(dest string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(dest, "***", "")), " ")
 }
 
 // spell writes s one character at a time, so a voice reads "A B 1 2" not "ab twelve".

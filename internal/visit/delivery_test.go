@@ -270,3 +270,30 @@ func TestOnlyRepeatsAreThrottled(t *testing.T) {
 		}
 	}
 }
+
+// What a voice reads: "an overdue alert", "a panic alert", and a destination
+// without the *** of a redacted pupil reference (read aloud as "star star star").
+func TestSpokenTexts(t *testing.T) {
+	t.Parallel()
+	w := Writer{School: testSchool(), Loc: london}
+	o := testOfficers()["jdoe"]
+	a := &Alert{ID: "a1", Code: "1234", Reason: ReasonOverdue, VisitID: "v1", Officer: o.ID,
+		Destination: "12 Pupil Close re ***", StartedAt: at("14:00"), DueAt: at("14:45"), RaisedAt: at("14:50")}
+	got := w.Spoken(a, o)
+	for _, want := range []string{"This is Vigil, with an overdue alert for", "The visit was to 12 Pupil Close re, from 14:00"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("spoken overdue alert %q, want %q", got, want)
+		}
+	}
+	if strings.Contains(got, "*") {
+		t.Errorf("spoken alert reads a redaction aloud: %q", got)
+	}
+	a.Reason = ReasonPanic
+	if got := w.Spoken(a, o); !strings.Contains(got, "with a panic alert for") {
+		t.Errorf("spoken panic alert %q", got)
+	}
+	v := &Visit{ID: "v1", Destination: "*** 14 Elm Road", DueAt: at("14:45")}
+	if got := w.SpokenReminder(v); !strings.Contains(got, "due back from 14 Elm Road at 14:45") {
+		t.Errorf("spoken reminder %q", got)
+	}
+}
