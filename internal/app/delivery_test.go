@@ -349,3 +349,28 @@ func TestLostUndeliveredAllClearReceiptFoundByAskingTwilio(t *testing.T) {
 		t.Errorf("%d calls, want the one ALL CLEAR call: %+v", n, e.twilio.Calls())
 	}
 }
+
+// A reminder SMS refused for good for another reason than an opt-out (here
+// 21614, not a mobile number: a landline takes calls) reaches the officer by
+// call, once; the office is not told of an opt-out.
+func TestRefusedReminderComesByCall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.twilio.FailNumber(janePhone, 400, 21614)
+	d := e.startDaemon()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.advance(35*time.Minute, d)
+	calls := e.twilio.WaitCalls(10*time.Second, smstest.AtLeast[smstest.CallRecord](1))
+	if calls[0].To != janePhone || !strings.Contains(calls[0].TwiML, "due back from 14 Elm Road at 10:45") {
+		t.Fatalf("call = %+v, want Jane reminded she is due back at 10:45", calls[0])
+	}
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	if n := len(e.twilio.Calls()); n != 1 {
+		t.Errorf("%d calls, want the one reminder call: %+v", n, e.twilio.Calls())
+	}
+	if got := e.sentTo(officePhone); len(got) != 0 {
+		t.Errorf("the office was texted %q; a refused reminder is not an opt-out", got)
+	}
+}

@@ -32,6 +32,10 @@ func (s *Service) handleDeliveryFailure(ctx context.Context, school string, m vi
 		if err := s.officerOptedOut(ctx, school, m); err != nil {
 			return err
 		}
+	} else if m.Channel == visit.ChannelSMS && m.Kind == visit.KindReminder {
+		// A reminder the phone could not take by SMS (a landline, carrier
+		// filtering, unreachable) may reach the officer by voice.
+		return s.reminderByCall(ctx, school, m, reason)
 	}
 	if (m.Kind != visit.KindAlert && m.Kind != visit.KindAllClear) || m.AlertID == "" {
 		return nil
@@ -110,7 +114,7 @@ func (s *Service) officerOptedOut(ctx context.Context, school string, m visit.Me
 			if err != nil {
 				return store.Change{}, err
 			}
-			rr := visit.ReminderRefused(visit.State{School: sc, Loc: loc, Officer: o, Visit: v}, m, now, s.policy)
+			rr := visit.ReminderRefused(visit.State{School: sc, Loc: loc, Officer: o, Visit: v}, m, "opted out", now, s.policy)
 			r.Messages = append(r.Messages, rr.Messages...)
 			r.Audit = append(r.Audit, rr.Audit...)
 		}
@@ -118,6 +122,36 @@ func (s *Service) officerOptedOut(ctx context.Context, school string, m visit.Me
 			return store.Change{}, nil
 		}
 		return s.change(ctx, sn, r, now, states)
+	})
+}
+
+// reminderByCall re-sends as a call a reminder SMS that failed for good for a
+// reason other than an opt-out (visit.ReminderRefused: once, and not for a visit
+// closed or moved since).
+func (s *Service) reminderByCall(ctx context.Context, school string, m visit.Message, reason string) error {
+	if m.VisitID == "" {
+		return nil
+	}
+	sc, loc, err := s.schoolState(ctx, school)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return s.transact(ctx, school, func(sn *store.Snapshot) (store.Change, error) {
+		v, err := sn.Visit(ctx, m.VisitID)
+		if err != nil || v == nil {
+			return store.Change{}, err
+		}
+		o, err := s.officer(ctx, v.Officer, school)
+		if err != nil {
+			return store.Change{}, err
+		}
+		r := visit.ReminderRefused(visit.State{School: sc, Loc: loc, Officer: o, Visit: v}, m, reason, now, s.policy)
+		if len(r.Messages) == 0 {
+			return store.Change{}, nil
+		}
+		s.log.Warn("reminder SMS failed for good; calling instead", "visit", v.ID, "to", m.To, "reason", reason)
+		return s.change(ctx, sn, r, now, nil)
 	})
 }
 

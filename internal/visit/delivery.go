@@ -157,12 +157,12 @@ func OfficerOptedOut(st State, now time.Time, p Policy) Result {
 // for a due time the visit no longer has (after EXTEND a new reminder comes, by
 // call), is not re-sent. The call has the ID the reminder's call would have had had
 // the opt-out been known when it was queued, so it is queued once whichever way.
-func ReminderRefused(st State, m Message, now time.Time, p Policy) Result {
-	r, _ := finish(st)(reminderRefused(st, m, now, p), nil)
+func ReminderRefused(st State, m Message, reason string, now time.Time, p Policy) Result {
+	r, _ := finish(st)(reminderRefused(st, m, reason, now, p), nil)
 	return r
 }
 
-func reminderRefused(st State, m Message, now time.Time, p Policy) Result {
+func reminderRefused(st State, m Message, reason string, now time.Time, p Policy) Result {
 	d := newDecision(st, p, now)
 	v := st.Visit
 	if m.Kind != KindReminder || m.Channel != ChannelSMS || !v.Open() ||
@@ -172,7 +172,7 @@ func reminderRefused(st State, m Message, now time.Time, p Policy) Result {
 	d.queue(Message{ID: m.ID + ":call", Kind: KindReminder, Channel: ChannelCall, To: m.To, Name: m.Name,
 		Body: d.w.SpokenReminder(v), VisitID: v.ID, Priority: m.Priority})
 	d.r.Audit = append(d.r.Audit, Event{At: now, Type: "reminder_by_call", By: "vigil", Visit: v.ID,
-		Detail: fmt.Sprintf("reminder SMS to %s (%s) refused: opted out; calling instead", m.Name, m.To)})
+		Detail: fmt.Sprintf("reminder SMS to %s (%s) failed (%s); calling instead", m.Name, m.To, reason)})
 	return d.r
 }
 

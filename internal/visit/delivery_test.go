@@ -138,7 +138,7 @@ func TestRefusedReminderBecomesACall(t *testing.T) {
 	reminder := sent[0].Message
 	jane := w.officers["jdoe"]
 	st := State{School: w.school, Loc: london, Officer: jane, Officers: w.officers, Visit: w.openVisit("jdoe")}
-	r, _ := w.decide(st, func(st State) (Result, error) { return ReminderRefused(st, reminder, w.now, w.p), nil })
+	r, _ := w.decide(st, func(st State) (Result, error) { return ReminderRefused(st, reminder, "opted out", w.now, w.p), nil })
 	if len(r.Messages) != 0 || len(w.calls) != 1 {
 		t.Fatalf("after the refusal: texts %v, calls %+v; want one call", phones(r.Messages, ""), w.calls)
 	}
@@ -160,7 +160,7 @@ func TestRefusedReminderBecomesACall(t *testing.T) {
 	st.Visit = w.openVisit("jdoe")
 	call.Channel = ChannelCall
 	for _, m := range []Message{reminder, call, {Kind: KindAlert, Channel: ChannelSMS, To: janePhone, ID: reminder.ID}} {
-		if r := ReminderRefused(st, m, w.now, w.p); !r.Empty() || len(r.Audit) != 0 {
+		if r := ReminderRefused(st, m, "opted out", w.now, w.p); !r.Empty() || len(r.Audit) != 0 {
 			t.Errorf("refused %s %s %s after EXTEND re-sent: %+v", m.Kind, m.Channel, m.ID, r)
 		}
 	}
@@ -168,7 +168,7 @@ func TestRefusedReminderBecomesACall(t *testing.T) {
 	st.Visit = w.visits[st.Visit.ID]
 	fresh := reminder
 	fresh.ID = fmt.Sprintf("%s:remind:%d:%s", st.Visit.ID, st.Visit.DueAt.UnixMilli(), janePhone)
-	if r := ReminderRefused(st, fresh, w.now, w.p); !r.Empty() {
+	if r := ReminderRefused(st, fresh, "opted out", w.now, w.p); !r.Empty() {
 		t.Errorf("refused reminder of a closed visit re-sent: %+v", r)
 	}
 }
