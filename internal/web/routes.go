@@ -93,7 +93,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 // default kind, and "" is not a kind).
 type apiVisit struct {
 	*visit.Visit
-	Kind *string `json:"kind"` // shadows visit.Visit's, which is left out when empty
+	Kind     *string    `json:"kind"`      // shadows visit.Visit's, which is left out when empty
+	ClosedAt *time.Time `json:"closed_at"` // likewise: null while the visit is open
 }
 
 // visitJSON is a visit as the API shows it; events only in the single-visit view.
@@ -106,11 +107,40 @@ func visitJSON(v *visit.Visit, withEvents bool) apiVisit {
 	} else {
 		c.Events = nil
 	}
-	out := apiVisit{Visit: &c}
+	out := apiVisit{Visit: &c, ClosedAt: orNull(c.ClosedAt)}
 	if c.Kind != "" {
 		out.Kind = &c.Kind
 	}
 	return out
+}
+
+// apiAlert is an alert as the API shows it: the fields SPEC §4 lists for every
+// alert are always there, null until the alert is acknowledged or resolved.
+type apiAlert struct {
+	*visit.Alert
+	AckedBy    *string    `json:"acked_by"`
+	AckedAt    *time.Time `json:"acked_at"`
+	ResolvedAt *time.Time `json:"resolved_at"`
+	Resolution *string    `json:"resolution"`
+}
+
+func alertJSON(a *visit.Alert) apiAlert {
+	out := apiAlert{Alert: a, AckedAt: orNull(a.AckedAt), ResolvedAt: orNull(a.ResolvedAt)}
+	if a.AckedBy != "" {
+		out.AckedBy = &a.AckedBy
+	}
+	if a.Resolution != "" {
+		out.Resolution = &a.Resolution
+	}
+	return out
+}
+
+// orNull is t, or nil (JSON null) for the zero time.
+func orNull(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func (s *Server) listVisits(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
@@ -233,10 +263,11 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, who string) 
 	if err != nil {
 		return nil, 0, err
 	}
-	if as == nil {
-		as = []*visit.Alert{}
+	out := make([]apiAlert, 0, len(as))
+	for _, a := range as {
+		out = append(out, alertJSON(a))
 	}
-	return map[string]any{"alerts": as}, http.StatusOK, nil
+	return map[string]any{"alerts": out}, http.StatusOK, nil
 }
 
 func (s *Server) ack(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
@@ -247,7 +278,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request, who string) (any, i
 	if err != nil {
 		return nil, 0, err
 	}
-	return a, http.StatusOK, nil
+	return alertJSON(a), http.StatusOK, nil
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
@@ -261,7 +292,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, who string) (an
 	if err != nil {
 		return nil, 0, err
 	}
-	return a, http.StatusOK, nil
+	return alertJSON(a), http.StatusOK, nil
 }
 
 // optionalEmptyBody accepts no body, or an empty JSON object.
