@@ -195,7 +195,7 @@ func (w Writer) Spoken(a *Alert, o *Officer) string {
 	case ReasonOverdue:
 		fmt.Fprintf(&b, "%s has not checked in. ", o.Name)
 	case ReasonPanic:
-		fmt.Fprintf(&b, "%s pressed panic at %s. ", o.Name, w.at(a.RaisedAt))
+		fmt.Fprintf(&b, "%s pressed panic at %s. ", o.Name, w.at(pressedAt(a)))
 	case ReasonDuress:
 		fmt.Fprintf(&b, "%s checked in with the duress code at %s, and may be under threat. Do not call their phone. ", o.Name, w.at(a.RaisedAt))
 	}

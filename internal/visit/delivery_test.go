@@ -288,9 +288,12 @@ func TestSpokenTexts(t *testing.T) {
 	if strings.Contains(got, "*") {
 		t.Errorf("spoken alert reads a redaction aloud: %q", got)
 	}
+	// An overdue alert that became a panic at 15:02 says when the officer pressed
+	// it, as the SMS does, not when the alert was raised (14:50).
 	a.Reason = ReasonPanic
-	if got := w.Spoken(a, o); !strings.Contains(got, "with a panic alert for") {
-		t.Errorf("spoken panic alert %q", got)
+	a.Events = append(a.Events, Event{At: at("15:02"), Type: "panic", By: janePhone})
+	if got := w.Spoken(a, o); !strings.Contains(got, "with a panic alert for") || !strings.Contains(got, "pressed panic at 15:02") {
+		t.Errorf("spoken panic alert %q, want it pressed at 15:02", got)
 	}
 	v := &Visit{ID: "v1", Destination: "*** 14 Elm Road", DueAt: at("14:45")}
 	if got := w.SpokenReminder(v); !strings.Contains(got, "due back from 14 Elm Road at 14:45") {

@@ -244,7 +244,10 @@ func pressedAt(a *Alert) time.Time {
 // Briefing is what the contact who ACKed gets: the whole alert, that they have it,
 // and how to close it.
 func (w Writer) Briefing(a *Alert, o *Officer, companions []*Officer, now time.Time) string {
-	s := w.Alert(a, o, companions, a.Level, now)
+	// Written as for the level above the highest reached, so that "Already
+	// alerted" names everyone the alert reached: the one in charge must know the
+	// police were told, if they were.
+	s := w.Alert(a, o, companions, a.Level+1, now)
 	s = strings.TrimSuffix(s, GSM(fmt.Sprintf("\nReply ACK %s to take charge.", a.Code)))
 	return GSM(fmt.Sprintf("You have taken charge of alert %s.\n%s\nWhen the officer is found, reply RESOLVE %s and how.", a.Code, s, a.Code))
 }
