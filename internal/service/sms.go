@@ -63,7 +63,7 @@ func (s *Service) HandleSMS(ctx context.Context, in InboundSMS) (string, error) 
 	case officer == nil && contact == nil:
 		reply, result, err = s.unknownSender(ctx, in, now)
 	case contact != nil && (officer == nil || isContactVerb):
-		reply, result, err = s.contactSMS(ctx, in, cmd, contact, contactSchools, now)
+		reply, result, err = s.contactSMS(ctx, in, cmd, roles, contactSchools, now)
 	default:
 		reply, result, err = s.officerSMS(ctx, in, cmd, officer, now)
 	}
@@ -171,8 +171,7 @@ func (s *Service) loadOfficer(ctx context.Context, sn *store.Snapshot, sc *visit
 
 // contactSMS handles a message from a contact: ACK or RESOLVE an alert of one of the
 // schools the contact is on.
-func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Command, role *store.PhoneRole, schools []string, now time.Time) (string, string, error) {
-	contact := &visit.Contact{Name: role.Name, Phone: in.From}
+func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Command, roles []store.PhoneRole, schools []string, now time.Time) (string, string, error) {
 	if cmd.Verb != visit.VerbAck && cmd.Verb != visit.VerbResolve {
 		w := visit.Writer{}
 		return w.ContactHelp(), resultNotUnder, nil
@@ -228,6 +227,15 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 			if slices.Contains(schools, pinned) {
 				school = pinned
 			}
+		}
+	}
+	// The contact is named as the school whose alert it is has them on its lists
+	// (one phone may be "office manager" at one school and "manager" at another).
+	contact := &visit.Contact{Phone: in.From}
+	for _, r := range roles {
+		if r.Kind == "contact" && r.School == school {
+			contact.Name = r.Name
+			break
 		}
 	}
 	sc, loc, err := s.schoolState(ctx, school)

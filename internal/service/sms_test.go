@@ -212,7 +212,8 @@ func TestBareAckFromContactOfTwoSchoolsWithOpenAlerts(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newReplica(t, srv)
 	ctx := t.Context()
-	other := schoolWith("School office")
+	// The same phone is "School office" at s1 and "Other office" at s2.
+	other := schoolWith("Other office")
 	other.ID, other.Name = "s2", "Other Primary"
 	bob := visit.Officer{ID: "bob", Name: "Bob Roe", Phone: "+447700900102", School: "s2"}
 	if err := r.st.SyncDirectory(ctx, []visit.School{schoolWith("School office"), other}, []visit.Officer{jane, bob}); err != nil {
@@ -244,6 +245,8 @@ func TestBareAckFromContactOfTwoSchoolsWithOpenAlerts(t *testing.T) {
 	}
 	if open, _ := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); len(open) != 1 || open[0].State != visit.AlertAcked {
 		t.Errorf("s2 after ACK with its code: %+v, want acked", open)
+	} else if open[0].AckedBy != "Other office ("+officePhone+")" {
+		t.Errorf("s2's alert acked by %q, want the name s2's lists give the phone", open[0].AckedBy)
 	}
 }
 
