@@ -825,6 +825,15 @@ func (d *decision) pick(code, verb string) (*Alert, error) {
 				return clone(a), nil
 			}
 		}
+		if len(open) > 0 {
+			// The alert meant may have been replaced (a duress alert supersedes
+			// the overdue one): say what is open, so nobody thinks it is over.
+			var opts []string
+			for _, a := range open {
+				opts = append(opts, fmt.Sprintf("%s %s (%s)", verb, a.Code, d.officerOf(a).Name))
+			}
+			return nil, refuse(NotFound, "No open alert %s. Open now: %s. Nothing changed.", code, strings.Join(opts, ", "))
+		}
 		return nil, refuse(NotFound, "No open alert %s. Nothing changed.", code)
 	}
 	switch len(open) {

@@ -1448,3 +1448,24 @@ func TestDecisionsNeverMutateState(t *testing.T) {
 		t.Errorf("the officer changed")
 	}
 }
+
+// An ACK naming an alert that is no longer open, while another is (a duress
+// alert replaced the overdue one), says what is open now: the responder must not
+// think the matter is over.
+func TestAckOfAReplacedAlertSaysWhatIsOpen(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("14:51"))
+	old := w.onlyAlert()
+	w.mustSMS(janePhone, "IN 4321")
+	open := w.openAlerts()
+	if len(open) != 1 || open[0].Reason != ReasonDuress {
+		t.Fatalf("open alerts after the duress code: %+v, want the duress alert only", open)
+	}
+	_, err := w.sms(officePhone, "ACK "+old.Code)
+	want := fmt.Sprintf("No open alert %s. Open now: ACK %s (Jane Doe). Nothing changed.", old.Code, open[0].Code)
+	if errKind(err) != NotFound || err.Error() != want {
+		t.Errorf("ACK %s: %v, want %q", old.Code, err, want)
+	}
+}
