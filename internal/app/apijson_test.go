@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +41,28 @@ func TestAPIFieldsPresentBeforeTheyHaveAValue(t *testing.T) {
 	}
 	if by, _ := acked["acked_by"].(string); by == "" || acked["acked_at"] == nil || acked["resolved_at"] != nil {
 		t.Errorf("acked alert: acked_by %v, acked_at %v, resolved_at %v", acked["acked_by"], acked["acked_at"], acked["resolved_at"])
+	}
+}
+
+// A visit the office opens through the API goes overdue: its alert does not quote
+// the officer's last text, which was about an earlier visit ("IN" would read as
+// if they had checked in).
+func TestAlertOfAnAPIVisitDoesNotQuoteAnEarlierText(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.sms(d, janePhone, "VISIT 45 14 Elm Road")
+	e.sms(d, janePhone, "IN")
+	var v map[string]any
+	if code := e.api(d, "POST", "/api/v1/visits", officeToken, `{"officer":"jdoe","destination":"9 Oak Road","duration":"45m"}`, &v); code != http.StatusCreated {
+		t.Fatalf("POST /api/v1/visits: %d %v", code, v)
+	}
+	e.advance(35*time.Minute, d)
+	e.waitFor(1) // the reminder
+	e.advance(15*time.Minute, d)
+	e.twilio.WaitSent(10*time.Second, func([]smstest.Message) bool { return len(e.sentTo(officePhone)) == 1 })
+	alert := e.sentTo(officePhone)[0]
+	if !strings.Contains(alert, "9 Oak Road") || strings.Contains(alert, "Last text") {
+		t.Errorf("alert %q: want the API visit's alert, quoting no earlier text", alert)
 	}
 }

@@ -91,6 +91,9 @@ func (s *Service) OpenVisit(ctx context.Context, by string, req OpenVisitRequest
 				opened = v
 			}
 		}
+		// The officer's last text belongs to an earlier visit: an alert about this
+		// one must not quote it (a stale "IN" reads as if they had checked in).
+		ost.LastText = ""
 		return s.change(ctx, sn, r, now, map[string]visit.OfficerState{o.ID: ost})
 	})
 	return opened, err
