@@ -82,9 +82,11 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 			from := a.Level + 1
 			a.Level = d.cascade(a, from)
 			d.alertEvent(a, "rerouted", "vigil", fmt.Sprintf("nobody at level %d could be reached", m.Level))
-			n := len(d.r.Messages)
+			n, last := len(d.r.Messages), a.LastSentAt
 			d.send(a, p.ladder(from, a.Level), PriorityAlert)
 			markFirst(d.r.Messages[n:]) // a new level's round
+			// To the new levels alone: the others' repeat stays when it was due.
+			a.LastSentAt = last
 		}
 	}
 	return d.r

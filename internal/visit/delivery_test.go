@@ -80,7 +80,10 @@ func TestDeliveryFailureReroutes(t *testing.T) {
 		t.Fatalf("after the SMS failed: calls %v, texts %v; want a call to the office", got, phones(r.Messages, ""))
 	}
 	call := w.calls[0].Message
-	// The call is not answered: the office level is unreachable, managers now.
+	// 14:53: the call is not answered: the office level is unreachable, managers
+	// now. That round, to the managers alone, leaves the repeat to everyone due
+	// at 14:55, five minutes after the last round to all.
+	w.now = at("14:53")
 	a = w.alerts[a.ID]
 	st.Alerts = []*Alert{a}
 	r, _ = w.decide(st, func(st State) (Result, error) { return DeliveryFailed(st, call, "no-answer", w.now, w.p), nil })
@@ -89,6 +92,9 @@ func TestDeliveryFailureReroutes(t *testing.T) {
 	}
 	if a = w.alerts[a.ID]; a.Level != 1 || !slices.Contains(a.Unreachable, officePhone) {
 		t.Errorf("alert level %d unreachable %v, want level 1 with the office unreachable", a.Level, a.Unreachable)
+	}
+	if wake := w.p.AlertWake(a); !wake.Equal(at("14:55")) {
+		t.Errorf("next round at %s, want the repeat at 14:55 (the managers' own round must not put it off)", wake.In(london).Format("15:04"))
 	}
 	// A failed reminder re-routes nothing (one an opted-out phone refused goes
 	// again as a call: ReminderRefused); nor does an ALL CLEAR of an open alert.
