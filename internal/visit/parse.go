@@ -190,8 +190,11 @@ func parseTrip(verb Verb, rest []string) Command {
 		c.Problem = name + " needs a time and a place, e.g. " + name + " 45 14 Elm Road."
 		return c
 	}
-	if zeroDuration(rest[0]) || (len(rest) > 1 && zeroDuration(rest[len(rest)-1])) {
-		// "VISIT 0 ...": a visit due at once is a typing slip, not a trip.
+	// "VISIT 0 ...": a visit due at once is a typing slip, not a trip. A zero at
+	// the end counts only when no time leads: "VISIT 45 Unit 0" is 45 minutes at
+	// Unit 0.
+	_, leadOK := ParseDuration(bare(rest[0]))
+	if zeroDuration(rest[0]) || (!leadOK && len(rest) > 1 && zeroDuration(rest[len(rest)-1])) {
 		c.Problem = name + " needs a time above zero, e.g. " + name + " 45 14 Elm Road."
 		return c
 	}

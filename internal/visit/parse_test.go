@@ -109,6 +109,8 @@ func TestParse(t *testing.T) {
 		{"visit zero", "VISIT 0 Zero Road", Command{Verb: VerbVisit, Problem: "VISIT needs a time above zero, e.g. VISIT 45 14 Elm Road."}},
 		{"visit zero behind", "VISIT Zero Road 0m", Command{Verb: VerbVisit, Problem: "VISIT needs a time above zero, e.g. VISIT 45 14 Elm Road."}},
 		{"next zero", "NEXT 0h0 Zero Road", Command{Verb: VerbNext, Problem: "NEXT needs a time above zero, e.g. NEXT 45 14 Elm Road."}},
+		// A zero at the end of the place, after a time, is part of the place.
+		{"visit zero at the end", "VISIT 45 Unit 0", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "Unit 0"}},
 		// A zero inside the place is part of it.
 		{"visit zero inside", "VISIT 45 Flat 0 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "Flat 0 Elm Road"}},
 		// EXTEND 0 is a problem.
