@@ -212,7 +212,19 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 			}
 		}
 		if len(withAlerts) > 1 && cmd.Code == "" {
-			return visit.GSM(fmt.Sprintf("Several alerts are open: %s. Nothing changed.", strings.Join(open, ", "))), resultRefused, nil
+			// Unless this is Twilio repeating a text that was handled at one
+			// school (its answer lost): the repeat goes there, as the first did,
+			// and is answered as it was.
+			pinned := ""
+			if in.SID != "" {
+				var err error
+				if pinned, err = s.st.PinnedInboundSchool(ctx, in.SID); err != nil {
+					return "", "", err
+				}
+			}
+			if !slices.Contains(schools, pinned) {
+				return visit.GSM(fmt.Sprintf("Several alerts are open: %s. Nothing changed.", strings.Join(open, ", "))), resultRefused, nil
+			}
 		}
 		if len(withAlerts) > 0 {
 			school = withAlerts[0]

@@ -271,3 +271,31 @@ func TestStartFromAnOfficerSaysTextsComeAgain(t *testing.T) {
 		t.Error("START opened a visit")
 	}
 }
+
+// Twilio repeating a bare ACK that took charge at one school (its answer lost)
+// gets the first answer, though by then another school has an open alert too:
+// a repeat is never answered "Several alerts are open ... Nothing changed".
+func TestRepeatedBareAckAfterAnotherSchoolsAlert(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	r := newReplica(t, srv)
+	ctx := t.Context()
+	other := schoolWith("Other office")
+	other.ID, other.Name = "s2", "Other Primary"
+	bob := visit.Officer{ID: "bob", Name: "Bob Roe", Phone: "+447700900102", School: "s2"}
+	if err := r.st.SyncDirectory(ctx, []visit.School{schoolWith("School office"), other}, []visit.Officer{jane, bob}); err != nil {
+		t.Fatal(err)
+	}
+	r.sms(t, janePhone, "PANIC", "SM-panic-1")
+	first := r.sms(t, officePhone, "ACK", "SM-ack")
+	if !strings.Contains(first, "taken charge") {
+		t.Fatalf("ACK answered %q", first)
+	}
+	r.sms(t, bob.Phone, "PANIC", "SM-panic-2")
+	if again := r.sms(t, officePhone, "ACK", "SM-ack"); again != first {
+		t.Errorf("repeated ACK answered %q, the first %q", again, first)
+	}
+	if open, err := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); err != nil || len(open) != 1 || open[0].State != visit.AlertOpen {
+		t.Errorf("the repeat changed the other school's alert: %+v, %v", open, err)
+	}
+}

@@ -536,6 +536,19 @@ func (s *Store) PinInboundSchool(ctx context.Context, sid, school string) (strin
 	return first, nil
 }
 
+// PinnedInboundSchool is the school PinInboundSchool pinned for sid, "" when none
+// is (a first delivery, or one whose answer did not depend on a school).
+func (s *Store) PinnedInboundSchool(ctx context.Context, sid string) (string, error) {
+	school, err := s.rdb.Get(ctx, s.k.inboundSchool(sid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the school of %s: %w", sid, err)
+	}
+	return school, nil
+}
+
 // Subscribe calls timers each time a commit announces a timer sooner than any
 // other on the wake channel, and outbox each time one queues messages on the
 // outbox channel, until ctx ends. A lost subscription is re-made by go-redis; the
