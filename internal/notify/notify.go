@@ -483,7 +483,7 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.O
 			// repeat_every, and a copy held to the end of the window would
 			// come late, next to a newer round.
 			msgLog{d.o.Log, o}.Info("contact limit reached; this repeat is skipped", "window_ends", until)
-			if err := d.o.Store.RecordFailed(ctx, o, "contact_limit"); err != nil {
+			if err := d.o.Store.RecordFailed(ctx, o, store.SkippedByContactLimit); err != nil {
 				d.lost(d.o.Log, err)
 			}
 			return o, nil, false

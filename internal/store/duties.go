@@ -100,12 +100,14 @@ type MessageRecord struct {
 	Delivery  string
 	ErrorCode int
 	Handled   bool
+	// Skipped is a repeat the per-contact limit skipped (SkippedByContactLimit).
+	Skipped bool
 }
 
 // messageRecord reads a message hash; false when it holds no readable message.
 func messageRecord(h map[string]string) (MessageRecord, bool) {
 	m := MessageRecord{State: h["state"], LastTry: msField(h["attempt_at"]), SentAt: msField(h["sent_at"]),
-		SID: h["sid"], Delivery: h["delivery"]}
+		SID: h["sid"], Delivery: h["delivery"], Skipped: h["state"] == "failed" && h["last_error"] == SkippedByContactLimit}
 	m.ErrorCode, _ = strconv.Atoi(h["error_code"])
 	// A message recorded by an older version has no "handled" field: its status
 	// counts as handled.
@@ -114,10 +116,16 @@ func messageRecord(h map[string]string) (MessageRecord, bool) {
 	return m, json.Unmarshal([]byte(h["json"]), &m.Msg) == nil
 }
 
+// SkippedByContactLimit is the reason recorded for a repeat the per-contact limit
+// skipped: the message is done (state failed) but nothing failed, and reports and
+// tallies do not count it.
+const SkippedByContactLimit = "contact_limit"
+
 // Failed reports whether the message never reached its recipient: Twilio refused it
-// or the dispatcher gave up (state failed), or a receipt said failed or undelivered.
+// or the dispatcher gave up (state failed, not a repeat the limit skipped), or a
+// receipt said failed or undelivered.
 func (m MessageRecord) Failed() bool {
-	return m.State == "failed" || m.Delivery == "failed" || m.Delivery == "undelivered"
+	return (m.State == "failed" && !m.Skipped) || m.Delivery == "failed" || m.Delivery == "undelivered"
 }
 
 // Final reports whether the dispatcher is done with the message (no longer queued).
@@ -324,12 +332,13 @@ func (s *Store) PurgeAlert(ctx context.Context, school, id string) (bool, error)
 // in a tally when it failed.
 //
 // KEYS[1]: the message hash; KEYS[2]: the tally of the month of its last send.
+// ARGV[1]: the reason of a skipped repeat (not counted).
 // Returns 1 when deleted, 0 when gone, -1 when still queued or being sent.
 var purgeMessageScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'state', 'delivery')
+local h = redis.call('HMGET', KEYS[1], 'state', 'delivery', 'last_error')
 if not h[1] then return 0 end
 if h[1] ~= 'sent' and h[1] ~= 'failed' then return -1 end
-if h[1] == 'failed' or h[2] == 'failed' or h[2] == 'undelivered' then
+if (h[1] == 'failed' and h[3] ~= ARGV[1]) or h[2] == 'failed' or h[2] == 'undelivered' then
   redis.call('HINCRBY', KEYS[2], 'failed', 1)
 end
 redis.call('DEL', KEYS[1])
@@ -339,7 +348,7 @@ return 1
 // PurgeMessage deletes a sent or failed message hash (never one still queued), and
 // counts it in the tally of month when it had failed. It reports whether it deleted it.
 func (s *Store) PurgeMessage(ctx context.Context, school, id, month string) (bool, error) {
-	n, err := purgeMessageScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.tally(school, month)}).Int()
+	n, err := purgeMessageScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.tally(school, month)}, SkippedByContactLimit).Int()
 	if err != nil {
 		return false, fmt.Errorf("purge message %s: %w", id, err)
 	}

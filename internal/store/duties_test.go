@@ -167,7 +167,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 	if err := s.QueueMessages(ctx, "s1", []visit.Message{notice("queued")}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"sent", "failed", "undelivered"} {
+	for _, id := range []string{"sent", "failed", "undelivered", "skipped"} {
 		if err := s.QueueMessages(ctx, "s1", []visit.Message{notice(id)}, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -178,9 +178,13 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 		if err := s.RecordAttempt(ctx, got[0], t0); err != nil {
 			t.Fatal(err)
 		}
-		if id == "failed" {
+		switch id {
+		case "failed":
 			err = s.RecordFailed(ctx, got[0], "invalid_number")
-		} else {
+		case "skipped":
+			// A repeat the per-contact limit skipped: done, but not a failure.
+			err = s.RecordFailed(ctx, got[0], SkippedByContactLimit)
+		default:
 			_, err = s.RecordSent(ctx, got[0], "SM"+id, t0)
 		}
 		if err != nil {
@@ -194,7 +198,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 	if err := s.ScanMessages(ctx, "s1", func(m MessageRecord) error { seen[m.Msg.ID] = m; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string][2]bool{"queued": {false, false}, "sent": {true, false}, "failed": {true, true}, "undelivered": {true, true}} {
+	for id, want := range map[string][2]bool{"queued": {false, false}, "sent": {true, false}, "failed": {true, true}, "undelivered": {true, true}, "skipped": {true, false}} {
 		if m := seen[id]; m.Final() != want[0] || m.Failed() != want[1] || (want[0] && !m.LastTry.Equal(t0)) {
 			t.Errorf("%s: final %v failed %v last try %s, want %v", id, m.Final(), m.Failed(), m.LastTry, want)
 		}
@@ -207,6 +211,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 		{"sent", true},        // done
 		{"failed", true},      // done, counted
 		{"undelivered", true}, // done, counted
+		{"skipped", true},     // done, not counted
 		{"sent", false},       // already gone
 	} {
 		got, err := s.PurgeMessage(ctx, "s1", tc.id, "2026-03")
