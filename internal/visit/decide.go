@@ -574,6 +574,23 @@ func (d *decision) send(a *Alert, lists []listAt, prio int) {
 	d.sendTo(a, d.recipients(lists), prio)
 }
 
+// sendNewLevels sends a to the levels from..to alone, newly reached: news, never
+// held back as a repeat, and a round that leaves the repeat to every level reached
+// when it was due (LastSentAt is the last round that went to all of them).
+func (d *decision) sendNewLevels(a *Alert, from, to int) {
+	last, n := a.LastSentAt, len(d.r.Messages)
+	d.send(a, d.p.ladder(from, to), PriorityAlert)
+	markFirst(d.r.Messages[n:])
+	a.LastSentAt = last
+}
+
+// reminderID is the ID of the reminder of v, at its due time, to phone: one per
+// phone and due time, so an EXTEND brings a new one and a repeat of the same
+// decision does not.
+func reminderID(v *Visit, phone string) string {
+	return fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), phone)
+}
+
 // sendTo queues one round of a: one copy per phone, never to the officer (who is
 // missing, or whose phone someone else may hold). Every recipient is recorded before
 // any text is written, so all of a round's texts name the same people.
@@ -660,7 +677,7 @@ func visitTimer(st State, now time.Time, p Policy, ids IDs) Result {
 		v.RemindedAt = now
 		d.visitEvent(v, "reminded", "vigil", "")
 		for _, o := range d.visitPhones(v) {
-			m := Message{ID: fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), o.Phone), Kind: KindReminder,
+			m := Message{ID: reminderID(v, o.Phone), Kind: KindReminder,
 				To: o.Phone, Name: o.Name, Body: d.w.Reminder(v), VisitID: v.ID, Priority: PriorityNormal}
 			if st.OptedOut && o.ID == st.Officer.ID {
 				// The officer's phone refuses SMS since they texted STOP: phone them.
@@ -755,18 +772,16 @@ func alertTimer(st State, now time.Time, p Policy) Result {
 		if rn := d.p.repeatEvery(a); r <= 0 || (rn > 0 && rn < r) {
 			r = rn
 		}
-		// Either way the round is a new level's, never held back as a repeat
-		// (to a phone on a lower list too, such as a manager also on the police
-		// list).
-		n := len(d.r.Messages)
 		if a.repeating() && r > 0 && !d.now.Add(r/4).Before(last.Add(r)) {
+			// Either way the round is a new level's, never held back as a
+			// repeat (to a phone on a lower list too, such as a manager also on
+			// the police list).
+			n := len(d.r.Messages)
 			d.send(a, p.ladder(0, target), PriorityAlert)
 			markFirst(d.r.Messages[n:])
 			break
 		}
-		d.send(a, p.ladder(reached+1, target), PriorityAlert)
-		markFirst(d.r.Messages[n:])
-		a.LastSentAt = last // the time of the last round to every level reached
+		d.sendNewLevels(a, reached+1, target)
 	case d.repeatDue(a):
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)
 	}
@@ -828,11 +843,7 @@ func (d *decision) pick(code, verb string) (*Alert, error) {
 		if len(open) > 0 {
 			// The alert meant may have been replaced (a duress alert supersedes
 			// the overdue one): say what is open, so nobody thinks it is over.
-			var opts []string
-			for _, a := range open {
-				opts = append(opts, fmt.Sprintf("%s %s (%s)", verb, a.Code, d.officerOf(a).Name))
-			}
-			return nil, refuse(NotFound, "No open alert %s. Open now: %s. Nothing changed.", code, strings.Join(opts, ", "))
+			return nil, refuse(NotFound, "No open alert %s. Open now: %s. Nothing changed.", code, d.choices(verb, open))
 		}
 		return nil, refuse(NotFound, "No open alert %s. Nothing changed.", code)
 	}
@@ -842,11 +853,22 @@ func (d *decision) pick(code, verb string) (*Alert, error) {
 	case 1:
 		return clone(open[0]), nil
 	}
-	var opts []string
-	for _, a := range open {
-		opts = append(opts, fmt.Sprintf("%s %s (%s)", verb, a.Code, d.officerOf(a).Name))
+	return nil, refuse(Conflict, "Several alerts are open: %s.", d.choices(verb, open))
+}
+
+// choices names the alerts for a contact to pick from: "ACK 1234 (Jane Doe), ...".
+func (d *decision) choices(verb string, alerts []*Alert) string {
+	return AlertChoices(verb, alerts, func(a *Alert) string { return d.officerOf(a).Name })
+}
+
+// AlertChoices names alerts for a contact to pick from, each as the command that
+// picks it and the officer it is about: "ACK 1234 (Jane Doe), ACK 5678 (Bob Roe)".
+func AlertChoices(verb string, alerts []*Alert, officer func(*Alert) string) string {
+	opts := make([]string, 0, len(alerts))
+	for _, a := range alerts {
+		opts = append(opts, fmt.Sprintf("%s %s (%s)", verb, a.Code, officer(a)))
 	}
-	return nil, refuse(Conflict, "Several alerts are open: %s.", strings.Join(opts, ", "))
+	return strings.Join(opts, ", ")
 }
 
 // AckAlert takes charge of st.Alerts[0] for an API caller.

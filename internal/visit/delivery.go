@@ -82,11 +82,7 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 			from := a.Level + 1
 			a.Level = d.cascade(a, from)
 			d.alertEvent(a, "rerouted", "vigil", fmt.Sprintf("nobody at level %d could be reached", m.Level))
-			n, last := len(d.r.Messages), a.LastSentAt
-			d.send(a, p.ladder(from, a.Level), PriorityAlert)
-			markFirst(d.r.Messages[n:]) // a new level's round
-			// To the new levels alone: the others' repeat stays when it was due.
-			a.LastSentAt = last
+			d.sendNewLevels(a, from, a.Level)
 		}
 	}
 	return d.r
@@ -154,10 +150,10 @@ func OfficerOptedOut(st State, now time.Time, p Policy) Result {
 	return d.r
 }
 
-// ReminderRefused re-sends as a voice call a reminder SMS that an officer's phone
-// refused because it opted out (Twilio 21610): an opted-out officer is reached by
-// call (SPEC §5), and that includes the reminder whose refusal revealed the opt-out.
-// st.Visit is the reminder's visit. A reminder whose visit has closed, or that was
+// ReminderRefused re-sends as a voice call a reminder SMS that failed for good
+// (reason says why): a phone that opted out (Twilio 21610) is reached by call
+// (SPEC §5), the reminder whose refusal revealed the opt-out included, and a
+// landline or a filtered number may take a call. st.Visit is the reminder's visit. A reminder whose visit has closed, or that was
 // for a due time the visit no longer has (after EXTEND a new reminder comes, by
 // call), is not re-sent. The call has the ID the reminder's call would have had had
 // the opt-out been known when it was queued, so it is queued once whichever way.
@@ -170,7 +166,7 @@ func reminderRefused(st State, m Message, reason string, now time.Time, p Policy
 	d := newDecision(st, p, now)
 	v := st.Visit
 	if m.Kind != KindReminder || m.Channel != ChannelSMS || !v.Open() ||
-		m.ID != fmt.Sprintf("%s:remind:%d:%s", v.ID, v.DueAt.UnixMilli(), m.To) {
+		m.ID != reminderID(v, m.To) {
 		return d.r
 	}
 	d.queue(Message{ID: m.ID + ":call", Kind: KindReminder, Channel: ChannelCall, To: m.To, Name: m.Name,
