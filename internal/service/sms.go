@@ -182,33 +182,30 @@ func (s *Service) contactSMS(ctx context.Context, in InboundSMS, cmd visit.Comma
 	// in one: the reply lists them with their codes and nothing changes.
 	school := schools[0]
 	if len(schools) > 1 {
-		var withAlerts []string
-		var open []string
+		var withAlerts, open []string
 		for _, sc := range schools {
 			alerts, err := s.st.ListAlerts(ctx, []string{sc}, true, 0)
 			if err != nil {
 				return "", "", err
 			}
-			found := false
-			for _, a := range alerts {
-				if !a.Open() || (cmd.Code != "" && a.Code != cmd.Code) {
-					continue
-				}
-				found = true
-				if cmd.Code == "" {
-					o, err := s.officers(ctx, sc, nil, []*visit.Alert{a})
-					if err != nil {
-						return "", "", err
-					}
-					name := a.Officer
-					if off := o[a.Officer]; off != nil {
-						name = off.Name
-					}
-					open = append(open, fmt.Sprintf("%s %s (%s)", strings.ToUpper(string(cmd.Verb)), a.Code, name))
-				}
+			alerts = slices.DeleteFunc(alerts, func(a *visit.Alert) bool {
+				return !a.Open() || (cmd.Code != "" && a.Code != cmd.Code)
+			})
+			if len(alerts) == 0 {
+				continue
 			}
-			if found {
-				withAlerts = append(withAlerts, sc)
+			withAlerts = append(withAlerts, sc)
+			if cmd.Code == "" {
+				officers, err := s.officers(ctx, sc, nil, alerts)
+				if err != nil {
+					return "", "", err
+				}
+				open = append(open, visit.AlertChoices(strings.ToUpper(string(cmd.Verb)), alerts, func(a *visit.Alert) string {
+					if o := officers[a.Officer]; o != nil {
+						return o.Name
+					}
+					return a.Officer
+				}))
 			}
 		}
 		if len(withAlerts) > 1 && cmd.Code == "" {
