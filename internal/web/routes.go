@@ -107,11 +107,7 @@ func visitJSON(v *visit.Visit, withEvents bool) apiVisit {
 	} else {
 		c.Events = nil
 	}
-	out := apiVisit{Visit: &c, ClosedAt: orNull(c.ClosedAt)}
-	if c.Kind != "" {
-		out.Kind = &c.Kind
-	}
-	return out
+	return apiVisit{Visit: &c, Kind: orNullString(c.Kind), ClosedAt: orNull(c.ClosedAt)}
 }
 
 // apiAlert is an alert as the API shows it: the fields SPEC §4 lists for every
@@ -125,14 +121,16 @@ type apiAlert struct {
 }
 
 func alertJSON(a *visit.Alert) apiAlert {
-	out := apiAlert{Alert: a, AckedAt: orNull(a.AckedAt), ResolvedAt: orNull(a.ResolvedAt)}
-	if a.AckedBy != "" {
-		out.AckedBy = &a.AckedBy
+	return apiAlert{Alert: a, AckedBy: orNullString(a.AckedBy), AckedAt: orNull(a.AckedAt),
+		ResolvedAt: orNull(a.ResolvedAt), Resolution: orNullString(a.Resolution)}
+}
+
+// orNullString is s, or nil (JSON null) for "".
+func orNullString(s string) *string {
+	if s == "" {
+		return nil
 	}
-	if a.Resolution != "" {
-		out.Resolution = &a.Resolution
-	}
-	return out
+	return &s
 }
 
 // orNull is t, or nil (JSON null) for the zero time.
