@@ -510,12 +510,8 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.O
 			if wait == 0 {
 				return begun, &o, true
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleepCtx(ctx, wait) {
 				return o, nil, false
-			case <-t.C:
 			}
 		}
 	}
@@ -621,6 +617,25 @@ func (d *Dispatcher) givePlaceBack(ctx context.Context, log msgLog, o store.Outg
 	}
 }
 
+// sleepCtx waits for d, or reports false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// A record of a send that failed is tried again after recordRetryFrom, then
+// twice as long each time up to recordRetryUpTo, while the claim lasts.
+const (
+	recordRetryFrom = 25 * time.Millisecond
+	recordRetryUpTo = time.Second
+)
+
 // Settling a send whose outcome is unknown.
 const (
 	// checkSkew widens the window asked about, for the difference between our
@@ -701,15 +716,29 @@ func (d *Dispatcher) settle(ctx context.Context, log msgLog, o store.Outgoing, n
 
 // recordSent records a send Twilio accepted under sid and hands on a delivery
 // receipt that came first. It reports false when the record failed.
+//
+// A record that fails for a reason other than a lost claim (Redis restarting,
+// a dropped connection) is tried again while the claim lasts: the record is
+// fenced and idempotent, and a send left unrecorded would wait for its lease to
+// run out and Twilio to be asked before anything that follows from it (a call
+// after a failed SMS, the delivery check) could happen.
 func (d *Dispatcher) recordSent(ctx context.Context, log msgLog, o store.Outgoing, sid string) bool {
-	early, err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now())
-	if early != nil && d.o.OnEarlyReceipt != nil {
-		// The SID is indexed even when the claim was lost: the receipt is its.
-		d.o.OnEarlyReceipt(ctx, sid, *early)
-	}
-	if err != nil {
-		d.lost(log, err)
-		return false
+	wait := recordRetryFrom
+	for {
+		early, err := d.o.Store.RecordSent(ctx, o, sid, d.o.Now())
+		if early != nil && d.o.OnEarlyReceipt != nil {
+			// The SID is indexed even when the claim was lost: the receipt is its.
+			d.o.OnEarlyReceipt(ctx, sid, *early)
+		}
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrFenced) || d.o.Now().Add(wait).After(time.UnixMilli(o.Lease)) || !sleepCtx(ctx, wait) {
+			d.lost(log, err)
+			return false
+		}
+		log.Warn("recording a send failed; trying again", "sid", sid, "in", wait, "err", err)
+		wait = min(2*wait, recordRetryUpTo)
 	}
 	if d.o.OnSent != nil {
 		d.o.OnSent(ctx, sid)

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -592,5 +593,44 @@ func TestQueuedMessagesGoWithoutALook(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the marker never came")
+	}
+}
+
+// blippingStore fails the first record of a send, as a Redis that restarts or
+// drops the connection right after Twilio accepted the message would.
+type blippingStore struct {
+	*store.Store
+	failed atomic.Bool
+}
+
+func (s *blippingStore) RecordSent(ctx context.Context, o store.Outgoing, sid string, now time.Time) (*store.EarlyReceipt, error) {
+	if s.failed.CompareAndSwap(false, true) {
+		return nil, errors.New("EOF")
+	}
+	return s.Store.RecordSent(ctx, o, sid, now)
+}
+
+// A send Twilio accepted whose record failed once is recorded on another try
+// while the claim lasts, not left looking unsent until the claim runs out: the
+// clock here stands still, so nothing but that retry could record it.
+func TestAFailedRecordOfASendIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	queue(t, st, t0, visit.Message{ID: "a1", Kind: visit.KindAlert, To: "+447700900201", Body: "OVERDUE", Priority: visit.PriorityAlert})
+	bs := &blippingStore{Store: st}
+	snd := newSender()
+	run(t, notify.New(notify.Options{Store: bs, Sender: snd, Log: quiet(), Now: func() time.Time { return t0 }}))
+	snd.waitSends(t, 1)
+	waitDepth(t, st, 0)
+	if !bs.failed.Load() {
+		t.Fatal("the record never failed")
+	}
+	h := srv.Client().HGetAll(t.Context(), "vigil:{s1}:msg:a1").Val()
+	if h["state"] != "sent" || h["sid"] != "SM1" {
+		t.Errorf("message = %v, want sent under SM1", h)
+	}
+	if got := snd.bodies(); len(got) != 1 {
+		t.Errorf("sent %q, want once", got)
 	}
 }
