@@ -214,6 +214,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		// Before sending again something that may have gone (a timeout, a crash
 		// mid-send), ask Twilio whether it has it.
 		Checker: checker,
+		// A refused alert send is not retried after its alert was resolved.
+		AlertResolved: func(ctx context.Context, school, id string) (bool, error) {
+			al, err := st.AlertByID(ctx, school, id)
+			return al != nil && !al.Open(), err
+		},
 		ContactLimit: st.NewContactLimiter(contactWindow, map[string]int64{
 			visit.ChannelSMS: contactMaxSMS, visit.ChannelCall: contactMaxCalls,
 		}),

@@ -374,3 +374,49 @@ func TestRefusedReminderComesByCall(t *testing.T) {
 		t.Errorf("the office was texted %q; a refused reminder is not an opt-out", got)
 	}
 }
+
+// Twilio refuses the office's texts for a while (503s) as Jane's visit falls
+// overdue, and she checks in before it takes them again: the office gets the ALL
+// CLEAR, and not the OVERDUE alert after it asking for help no one needs.
+func TestRefusedAlertIsNotRetriedAfterItsAllClear(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	d := e.startDaemon()
+	e.twilio.FailNumber(officePhone, 503, 0)
+	e.overdue(d)
+	refusedTo := func(kind string) func([]smstest.Attempt) bool {
+		return func(as []smstest.Attempt) bool {
+			for _, a := range as {
+				if a.To == officePhone && a.HTTPStatus == 503 && strings.Contains(a.Form.Get("Body"), kind) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	e.twilio.WaitAttempts(10*time.Second, refusedTo("OVERDUE"))
+	contains(t, "IN reply", e.sms(d, janePhone, "IN"), "Checked in")
+	e.twilio.WaitAttempts(10*time.Second, refusedTo("ALL CLEAR"))
+	e.twilio.FailNumber(officePhone, 0, 0)
+	// The retries are due a backoff of seconds after each refusal: move the clock
+	// on until the office has its ALL CLEAR, then let whatever else is due go.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.sentTo(officePhone)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the office never got the ALL CLEAR: attempts %+v", e.twilio.Attempts())
+		}
+		n := len(e.twilio.Attempts())
+		e.advance(1500*time.Millisecond, d)
+		pollUntil(200*time.Millisecond, func() bool { return len(e.twilio.Attempts()) > n })
+	}
+	e.advance(time.Minute, d)
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	got := e.sentTo(officePhone)
+	if len(got) != 1 {
+		t.Fatalf("office got %q, want only the ALL CLEAR", got)
+	}
+	contains(t, "office's message", got[0], "ALL CLEAR", "Jane Doe")
+	contains(t, "office2's alert", strings.Join(e.sentTo(office2Phone), "\n"), "OVERDUE", "ALL CLEAR")
+}

@@ -117,6 +117,12 @@ type Options struct {
 	Limiter interface {
 		Wait(ctx context.Context) error
 	}
+	// AlertResolved, when set, is asked before an alert message (SMS or call)
+	// that Twilio refused for a while is tried again: a retry of an alert that
+	// has been resolved since is dropped, not sent after its ALL CLEAR. An error
+	// sends it anyway. Nothing else is asked about: not a first try, not a send
+	// whose outcome is unknown (settle), not any other kind of message.
+	AlertResolved func(ctx context.Context, school, alertID string) (bool, error)
 	// ContactLimit, when set, caps the repeats of overdue alerts per phone and
 	// channel (visit.Throttled: nothing else is held back or counted). Allow
 	// gives a message a place (one per message, however often it is tried);
@@ -454,6 +460,26 @@ func Allocate(schools []string, ready [][]int64, max int) []store.Quota {
 	return out
 }
 
+// stale reports whether o is a retry of an alert message that Twilio refused
+// and whose alert has been resolved since: everyone the alert reached is sent
+// an ALL CLEAR on resolution, so the retry would arrive after it, asking for
+// help no one needs. When the alert cannot be read, the retry goes.
+func (d *Dispatcher) stale(ctx context.Context, o store.Outgoing) bool {
+	if d.o.AlertResolved == nil || o.State != "retry" || o.Msg.Kind != visit.KindAlert || o.Msg.AlertID == "" {
+		return false
+	}
+	resolved, err := d.o.AlertResolved(ctx, o.School, o.Msg.AlertID)
+	log := msgLog{d.o.Log, o}
+	if err != nil {
+		log.Warn("could not read whether the alert is resolved; retrying its send anyway", "err", err)
+		return false
+	}
+	if resolved {
+		log.Info("alert resolved since its send was refused; the retry is dropped", "alert", o.Msg.AlertID)
+	}
+	return resolved
+}
+
 // release hands claimed messages that were not started back to the queue, so
 // another replica sends them now rather than when their claims run out.
 func (d *Dispatcher) release(held []store.Outgoing) {
@@ -474,6 +500,12 @@ func (d *Dispatcher) release(held []store.Outgoing) {
 // begun, and prev, the message as it was before (see deliver).
 func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.Outgoing, prev *store.Outgoing, ok bool) {
 	m := o.Msg
+	if d.stale(ctx, o) {
+		if err := d.o.Store.RecordFailed(ctx, o, store.SkippedAlertResolved); err != nil {
+			d.lost(d.o.Log, err)
+		}
+		return o, nil, false
+	}
 	if d.o.ContactLimit != nil && visit.Throttled(m) {
 		ok, until, err := d.o.ContactLimit.Allow(ctx, m.To, m.Channel, m.ID, d.o.Now())
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -632,5 +633,71 @@ func TestAFailedRecordOfASendIsTriedAgain(t *testing.T) {
 	}
 	if got := snd.bodies(); len(got) != 1 {
 		t.Errorf("sent %q, want once", got)
+	}
+}
+
+// An alert message Twilio refused for a while is not retried once its alert has
+// been resolved: it would reach the contact after the ALL CLEAR, asking for help
+// no one needs. The retry of an alert still open goes, and only retries are
+// asked about (not a first try).
+func TestRetryOfAResolvedAlertIsDropped(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	snd := newSender()
+	const resolvedPhone, openPhone = "+447700900201", "+447700900202"
+	snd.unavailable[resolvedPhone] = 1
+	snd.unavailable[openPhone] = 1
+	var mu sync.Mutex
+	now := t0
+	var asked []string
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	d := notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: clock, Poll: 10 * time.Millisecond,
+		AlertResolved: func(ctx context.Context, school, id string) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, id)
+			return id == "resolved", nil
+		}})
+	run(t, d)
+	queue(t, st, t0,
+		visit.Message{ID: "r1", Kind: visit.KindAlert, AlertID: "resolved", To: resolvedPhone, Body: "OVERDUE resolved", Priority: visit.PriorityAlert, First: true},
+		visit.Message{ID: "o1", Kind: visit.KindAlert, AlertID: "open", To: openPhone, Body: "OVERDUE open", Priority: visit.PriorityAlert, First: true})
+	snd.waitSends(t, 2) // both refused with a 503 once
+	// The retries are due a backoff (at most 2 s) after the refusals are recorded,
+	// which nothing announces: move the clock on until the open alert's retry comes.
+	deadline := time.Now().Add(10 * time.Second)
+	for sent := false; !sent; {
+		select {
+		case <-snd.signal:
+			sent = true
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the open alert's retry never came (sent %q)", snd.bodies())
+		}
+		mu.Lock()
+		now = now.Add(3 * time.Second)
+		mu.Unlock()
+		d.Wake()
+	}
+	waitDepth(t, st, 0)
+	if got := snd.bodies(); len(got) != 1 || got[0] != "OVERDUE open" {
+		t.Errorf("sent %q, want only the open alert's retry", got)
+	}
+	h := srv.Client().HGetAll(t.Context(), "vigil:{s1}:msg:r1").Val()
+	if h["state"] != "failed" || h["last_error"] != store.SkippedAlertResolved {
+		t.Errorf("resolved alert's message = %v, want failed with %q", h, store.SkippedAlertResolved)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(asked)
+	if !slices.Equal(asked, []string{"open", "resolved"}) {
+		t.Errorf("asked about %q, want each alert once (its retry; not the first tries)", asked)
 	}
 }

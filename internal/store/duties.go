@@ -100,14 +100,16 @@ type MessageRecord struct {
 	Delivery  string
 	ErrorCode int
 	Handled   bool
-	// Skipped is a repeat the per-contact limit skipped (SkippedByContactLimit).
+	// Skipped is a message dropped on purpose, not one that failed: a repeat
+	// the per-contact limit skipped (SkippedByContactLimit) or the retry of an
+	// alert resolved since (SkippedAlertResolved).
 	Skipped bool
 }
 
 // messageRecord reads a message hash; false when it holds no readable message.
 func messageRecord(h map[string]string) (MessageRecord, bool) {
 	m := MessageRecord{State: h["state"], LastTry: msField(h["attempt_at"]), SentAt: msField(h["sent_at"]),
-		SID: h["sid"], Delivery: h["delivery"], Skipped: h["state"] == "failed" && h["last_error"] == SkippedByContactLimit}
+		SID: h["sid"], Delivery: h["delivery"], Skipped: h["state"] == "failed" && skipped(h["last_error"])}
 	m.ErrorCode, _ = strconv.Atoi(h["error_code"])
 	// A message recorded by an older version has no "handled" field: its status
 	// counts as handled.
@@ -116,10 +118,19 @@ func messageRecord(h map[string]string) (MessageRecord, bool) {
 	return m, json.Unmarshal([]byte(h["json"]), &m.Msg) == nil
 }
 
-// SkippedByContactLimit is the reason recorded for a repeat the per-contact limit
-// skipped: the message is done (state failed) but nothing failed, and reports and
-// tallies do not count it.
-const SkippedByContactLimit = "contact_limit"
+// The reasons recorded for a message dropped on purpose: the message is done
+// (state failed) but nothing failed, and reports and tallies do not count it.
+const (
+	// SkippedByContactLimit: a repeat over the per-contact limit.
+	SkippedByContactLimit = "contact_limit"
+	// SkippedAlertResolved: the retry of an alert message Twilio had refused,
+	// dropped because the alert was resolved meanwhile.
+	SkippedAlertResolved = "alert_resolved"
+)
+
+func skipped(reason string) bool {
+	return reason == SkippedByContactLimit || reason == SkippedAlertResolved
+}
 
 // Failed reports whether the message never reached its recipient: Twilio refused it
 // or the dispatcher gave up (state failed, not a repeat the limit skipped), or a
@@ -332,13 +343,13 @@ func (s *Store) PurgeAlert(ctx context.Context, school, id string) (bool, error)
 // in a tally when it failed.
 //
 // KEYS[1]: the message hash; KEYS[2]: the tally of the month of its last send.
-// ARGV[1]: the reason of a skipped repeat (not counted).
+// ARGV[1], ARGV[2]: the reasons of a message skipped on purpose (not counted).
 // Returns 1 when deleted, 0 when gone, -1 when still queued or being sent.
 var purgeMessageScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'delivery', 'last_error')
 if not h[1] then return 0 end
 if h[1] ~= 'sent' and h[1] ~= 'failed' then return -1 end
-if (h[1] == 'failed' and h[3] ~= ARGV[1]) or h[2] == 'failed' or h[2] == 'undelivered' then
+if (h[1] == 'failed' and h[3] ~= ARGV[1] and h[3] ~= ARGV[2]) or h[2] == 'failed' or h[2] == 'undelivered' then
   redis.call('HINCRBY', KEYS[2], 'failed', 1)
 end
 redis.call('DEL', KEYS[1])
@@ -348,7 +359,7 @@ return 1
 // PurgeMessage deletes a sent or failed message hash (never one still queued), and
 // counts it in the tally of month when it had failed. It reports whether it deleted it.
 func (s *Store) PurgeMessage(ctx context.Context, school, id, month string) (bool, error) {
-	n, err := purgeMessageScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.tally(school, month)}, SkippedByContactLimit).Int()
+	n, err := purgeMessageScript.Run(ctx, s.rdb, []string{s.k.message(school, id), s.k.tally(school, month)}, SkippedByContactLimit, SkippedAlertResolved).Int()
 	if err != nil {
 		return false, fmt.Errorf("purge message %s: %w", id, err)
 	}

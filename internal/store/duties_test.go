@@ -167,7 +167,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 	if err := s.QueueMessages(ctx, "s1", []visit.Message{notice("queued")}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"sent", "failed", "undelivered", "skipped"} {
+	for _, id := range []string{"sent", "failed", "undelivered", "skipped", "dropped"} {
 		if err := s.QueueMessages(ctx, "s1", []visit.Message{notice(id)}, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -184,6 +184,9 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 		case "skipped":
 			// A repeat the per-contact limit skipped: done, but not a failure.
 			err = s.RecordFailed(ctx, got[0], SkippedByContactLimit)
+		case "dropped":
+			// The retry of an alert resolved meanwhile: done, not a failure.
+			err = s.RecordFailed(ctx, got[0], SkippedAlertResolved)
 		default:
 			_, err = s.RecordSent(ctx, got[0], "SM"+id, t0)
 		}
@@ -198,7 +201,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 	if err := s.ScanMessages(ctx, "s1", func(m MessageRecord) error { seen[m.Msg.ID] = m; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string][2]bool{"queued": {false, false}, "sent": {true, false}, "failed": {true, true}, "undelivered": {true, true}, "skipped": {true, false}} {
+	for id, want := range map[string][2]bool{"queued": {false, false}, "sent": {true, false}, "failed": {true, true}, "undelivered": {true, true}, "skipped": {true, false}, "dropped": {true, false}} {
 		if m := seen[id]; m.Final() != want[0] || m.Failed() != want[1] || (want[0] && !m.LastTry.Equal(t0)) {
 			t.Errorf("%s: final %v failed %v last try %s, want %v", id, m.Final(), m.Failed(), m.LastTry, want)
 		}
@@ -212,6 +215,7 @@ func TestPurgeMessageOnlyFinalAndCountsFailures(t *testing.T) {
 		{"failed", true},      // done, counted
 		{"undelivered", true}, // done, counted
 		{"skipped", true},     // done, not counted
+		{"dropped", true},     // done, not counted
 		{"sent", false},       // already gone
 	} {
 		got, err := s.PurgeMessage(ctx, "s1", tc.id, "2026-03")
