@@ -304,6 +304,16 @@ func (c *Config) validateEscalation(p *problems) {
 			lists[name] = true
 		}
 	}
+	// An escalation level names a contact list: a misspelt one would reach nobody
+	// while the audit trail said the level was notified. Lists other than the four
+	// standard ones are only known from the provisioned schools, so without any a
+	// name cannot be checked.
+	for i, l := range e.Levels {
+		if l.Name != "" && !lists[l.Name] && len(c.Directory.Schools) > 0 {
+			p.add(fmt.Sprintf("escalation.levels[%d].name", i),
+				"%q is not a contact list: neither office, managers, police nor headteacher, nor a list of a school in directory.schools", l.Name)
+		}
+	}
 	if len(e.PanicLevels) == 0 {
 		p.add("escalation.panic_levels", "at least one is needed, or PANIC would reach nobody")
 	}

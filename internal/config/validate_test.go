@@ -112,6 +112,9 @@ func TestValidate(t *testing.T) {
 		{"after negative", func(c *Config) { c.Escalation.Levels[0].After = -time.Second }, []string{"escalation.levels[0].after: must not be negative"}, ""},
 		// Repeats need an interval.
 		{"repeat", func(c *Config) { c.Escalation.Levels[0].RepeatEvery = 0 }, []string{"escalation.levels[0].repeat_every: must be positive"}, ""},
+		// A level names a contact list: a misspelt one would reach nobody.
+		{"level list", func(c *Config) { c.Escalation.Levels[2].Name = "polcie" }, []string{
+			`escalation.levels[2].name: "polcie" is not a contact list`}, ""},
 		// A panic level names a level or a list.
 		{"panic level", func(c *Config) { c.Escalation.PanicLevels = []string{"office", "", "nobody"} }, []string{
 			"escalation.panic_levels[1]: must be set",

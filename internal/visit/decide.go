@@ -624,7 +624,28 @@ func (d *decision) sendTo(a *Alert, rs []Recipient, prio int) {
 			d.queue(d.callFor(m, a, o))
 		}
 	}
-	d.alertEvent(a, "notified", "vigil", fmt.Sprintf("level %d", a.Level))
+	d.alertEvent(a, "notified", "vigil", d.levelsNotified(a))
+}
+
+// levelsNotified is the detail of a round's audit event: the highest level
+// reached, and for an overdue alert the lists of the levels reached that have
+// nobody on them, so that the trail does not say a level was told when no one
+// on it was (a school with no one on its police list).
+func (d *decision) levelsNotified(a *Alert) string {
+	detail := fmt.Sprintf("level %d", a.Level)
+	if a.Reason != ReasonOverdue {
+		return detail
+	}
+	var empty []string
+	for i := 0; i <= a.Level && i < len(d.p.Levels); i++ {
+		if name := d.p.Levels[i].Name; !d.hasContacts(name, a) {
+			empty = append(empty, name)
+		}
+	}
+	if len(empty) > 0 {
+		detail += "; no one on " + strings.Join(empty, ", ")
+	}
+	return detail
 }
 
 // abort closes v as cancelled and sends the written notice to the headteacher list.

@@ -1259,6 +1259,26 @@ func TestEmptyOfficeCascades(t *testing.T) {
 	}
 }
 
+// A level with no one on its list (a school without a police contact) is
+// reached when its time comes, but the audit trail says no one on it was told,
+// rather than that the level was notified.
+func TestAuditSaysWhenALevelReachedNoOne(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.school.Contacts[ListPolice] = nil
+	w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+	w.runTo(at("15:11"))
+	var details []string
+	for _, e := range w.onlyAlert().Events {
+		if e.Type == "notified" {
+			details = append(details, e.Detail)
+		}
+	}
+	if len(details) == 0 || details[0] != "level 0" || details[len(details)-1] != "level 2; no one on police" {
+		t.Errorf("notified events %q, want the first \"level 0\" and the last \"level 2; no one on police\"", details)
+	}
+}
+
 func TestStaleTimers(t *testing.T) {
 	t.Parallel()
 	p := testPolicy()
