@@ -224,9 +224,11 @@ var (
 
 var (
 	digits = regexp.MustCompile(`^\d{1,4}$`)
-	// unitAlone is a unit written as a word of its own ("45 mins"). Single letters
-	// are left out: "14 S Street" is an address, not 14 seconds.
-	unitAlone = regexp.MustCompile(`^(?i)(hr|hrs|hour|hours|min|mins|minute|minutes|sec|secs|second|seconds)$`)
+	// unitAlone is a unit written as a word of its own in a VISIT or NEXT ("45
+	// mins"). Single letters are left out: "14 S Street" is an address, not 14
+	// seconds. So are the seconds words: "VISIT 45 Second Avenue" is 45 minutes at
+	// Second Avenue, not a 45-second visit to "Avenue" (a drill writes 30s).
+	unitAlone = regexp.MustCompile(`^(?i)(hr|hrs|hour|hours|min|mins|minute|minutes)$`)
 )
 
 // leadingDuration finds a duration in the first one or two words ("1h 30m").

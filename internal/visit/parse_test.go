@@ -26,6 +26,10 @@ func TestParse(t *testing.T) {
 		// The unit may be a word of its own, in front or behind.
 		{"visit 45 mins", "VISIT 45 mins 14 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
 		{"visit 1 hour", "visit 1 hour 14 Elm Road", Command{Verb: VerbVisit, Duration: time.Hour, Destination: "14 Elm Road"}},
+		{"visit trailing mins", "VISIT 14 Elm Road 45 mins", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "14 Elm Road"}},
+		// A seconds word after the number is a street, not a unit.
+		{"visit second avenue", "VISIT 45 Second Avenue", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "Second Avenue"}},
+		{"next second place", "NEXT 45 Second Place", Command{Verb: VerbNext, Duration: 45 * time.Minute, Destination: "Second Place"}},
 		{"visit place then 2 hours", "VISIT 14 Elm Road 2 hours", Command{Verb: VerbVisit, Duration: 2 * time.Hour, Destination: "14 Elm Road"}},
 		// A single letter after a number is part of an address, not a unit.
 		{"visit S street", "VISIT 30 14 S Street", Command{Verb: VerbVisit, Duration: 30 * time.Minute, Destination: "14 S Street"}},
@@ -101,6 +105,8 @@ func TestParse(t *testing.T) {
 		{"more 1h 30", "more 1h 30", Command{Verb: VerbExtend, Duration: 90 * time.Minute}},
 		// EXTEND with a unit word.
 		{"extend mins", "Extend 20 mins", Command{Verb: VerbExtend, Duration: 20 * time.Minute}},
+		// EXTEND has no destination to mistake a seconds word for.
+		{"extend seconds", "EXTEND 30 seconds", Command{Verb: VerbExtend, Duration: 30 * time.Second}},
 		// EXTEND with no time is a problem.
 		{"extend no time", "EXTEND", Command{Verb: VerbExtend, Problem: "EXTEND needs a time, e.g. EXTEND 15 or EXTEND 1h."}},
 		// EXTEND with words for a time is a problem.
