@@ -763,7 +763,7 @@ func TestVisitAndAlertAPI(t *testing.T) {
 		t.Errorf("aborted visit = %+v", ab)
 	}
 	got = oneEach(t, "10:19 notice", x.expect(1), headPhone)
-	contains(t, "notice", got[headPhone], "VISIT CALLED OFF", "Jane Doe", "14 Elm Road", "Reason: family moved away")
+	contains(t, "notice", got[headPhone], "VISIT CALLED OFF", "office-pc (office) called off the visit of Jane Doe", "14 Elm Road", "Reason: family moved away")
 
 	if got := ids(x.visits("closed")); !slices.Equal(got, []string{"asmith", "jdoe"}) {
 		t.Errorf("visits?state=closed = %v, want both", got)

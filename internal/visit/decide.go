@@ -653,7 +653,11 @@ func (d *decision) abort(v *Visit, in Input) {
 	v = clone(v)
 	reason := strings.TrimSpace(in.Cmd.Reason)
 	v.State, v.Outcome, v.ClosedAt = StateClosed, OutcomeCancelled, d.now
-	notice := d.w.AbortNotice(d.st.Officer, v, reason, d.now)
+	by := "" // the officer (or a companion) by SMS
+	if in.Source == SourceAPI {
+		by = in.By
+	}
+	notice := d.w.AbortNotice(d.st.Officer, v, by, reason, d.now)
 	d.visitEvent(v, "cancelled", in.By, reason)
 	d.visitEvent(v, "notice", "vigil", notice)
 	heads := uniqueContacts(d.st.School.Contacts[ListHeadteacher])

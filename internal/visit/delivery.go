@@ -71,7 +71,7 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 	case ChannelSMS:
 		// The call has the ID of the round's own call to this phone, so when the
 		// round already called them (police, panic, repeats) no second call goes.
-		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; they get this round's call instead (one call a round)", m.Name, m.To, reason))
+		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; they get this round's call instead (one call a round; a repeat's call counts against the per-contact call limit)", m.Name, m.To, reason))
 		d.queue(d.callFor(m, a, o))
 	case ChannelCall:
 		if !slices.Contains(a.Unreachable, m.To) {

@@ -159,7 +159,12 @@ func (w Writer) AbortReply(v *Visit, sent int) string {
 }
 
 // AbortNotice is the written notice to the headteacher list.
-func (w Writer) AbortNotice(o *Officer, v *Visit, reason string, now time.Time) string {
+func (w Writer) AbortNotice(o *Officer, v *Visit, by, reason string, now time.Time) string {
+	if by != "" {
+		// Called off by the office (API or console), not by the officer.
+		return GSM(fmt.Sprintf("VISIT CALLED OFF - %s: %s (office) called off the visit of %s (%s) to %s (begun %s) at %s. Reason: %s",
+			w.schoolName(), by, o.Name, o.Phone, v.Destination, w.at(v.StartedAt), w.at(now), reason))
+	}
 	return GSM(fmt.Sprintf("VISIT CALLED OFF - %s: %s (%s) called off the visit to %s (begun %s) at %s. Reason: %s",
 		w.schoolName(), o.Name, o.Phone, v.Destination, w.at(v.StartedAt), w.at(now), reason))
 }
