@@ -147,12 +147,61 @@ func Load(path string, env []string) (*Config, error) {
 		)
 	})
 	if err != nil {
-		return nil, errors.Join(decodeProblems(err)...)
+		return nil, errors.Join(withValidation(&c, decodeProblems(err))...)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// withValidation adds to the problems of a file that did not decode the ones
+// Validate finds in the rest of it, so that one run names every bad key. A key
+// that did not decode was left at its zero value: what Validate says of it, or
+// of another key by comparison with it, is left out.
+func withValidation(c *Config, decoded []error) []error {
+	var bad []string
+	for _, e := range decoded {
+		path, _, _ := strings.Cut(e.Error(), ": ")
+		bad = append(bad, path)
+	}
+	verr := c.Validate()
+	if verr == nil {
+		return decoded
+	}
+	all := decoded
+	joined, _ := verr.(interface{ Unwrap() []error })
+	if joined == nil {
+		return decoded
+	}
+	for _, e := range joined.Unwrap() {
+		if !slices.ContainsFunc(bad, func(path string) bool { return mentions(e.Error(), path) }) {
+			all = append(all, e)
+		}
+	}
+	return all
+}
+
+// mentions reports whether line names the key path, or a key inside it.
+func mentions(line, path string) bool {
+	for i := strings.Index(line, path); i >= 0; {
+		end := i + len(path)
+		if end == len(line) || !isKeyChar(line[end]) {
+			if i == 0 || !isKeyChar(line[i-1]) {
+				return true
+			}
+		}
+		next := strings.Index(line[i+1:], path)
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return false
+}
+
+func isKeyChar(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

@@ -279,6 +279,37 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// A file with keys that do not decode and keys that are wrong in other ways has
+// them all named in one run, and nothing is said of a key that did not decode
+// beyond that (not "must be positive" of its zero value, nor a comparison with it).
+func TestLoadNamesDecodeAndValidationProblemsAtOnce(t *testing.T) {
+	t.Parallel()
+	yaml := "visits:\n  grace: 5 minutes\n  max_duration: 1x\ntimezone: Mars/Olympus\n" +
+		strings.Replace(directoryYAML, `"07700 900101"`, `"12x"`, 1)
+	_, err := Load(writeConfig(t, yaml), nil)
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	for _, w := range []string{
+		`visits.grace: "5 minutes" is not a duration`,
+		`visits.max_duration: "1x" is not a duration`,
+		`timezone: "Mars/Olympus" is not a known time zone`,
+		`directory.officers[0].phone: "12x" is not a phone number`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(line, "must be positive") || strings.Contains(line, "max_duration (0s)") {
+			t.Errorf("error line %q is about a key that did not decode", line)
+		}
+		if !keyLine.MatchString(line) {
+			t.Errorf("error line %q does not start with a key path", line)
+		}
+	}
+}
+
 func TestLoadFileErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
