@@ -561,10 +561,18 @@ func (a *App) heartbeat(ctx context.Context) error {
 		if err := a.Ready(ctx); err != nil {
 			a.log.Warn("heartbeat withheld: not ready", "err", err)
 		} else if req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.Monitoring.HeartbeatURL, nil); err == nil {
+			// The URL is not logged: its path is often the check's secret.
 			if resp, err := client.Do(req); err != nil {
+				var ue *url.Error
+				if errors.As(err, &ue) {
+					err = ue.Err
+				}
 				a.log.Warn("heartbeat ping failed", "err", err)
 			} else {
 				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					a.log.Warn("heartbeat ping refused", "status", resp.Status)
+				}
 			}
 		}
 		select {

@@ -17,8 +17,8 @@ const mask = "****"
 
 // Masked returns the effective configuration as YAML, keys as in SPEC §3 and in the
 // same order, with secrets masked: twilio.auth_token, every api token, every
-// duress code, redis.password, redis.sentinel.password and the password of
-// redis.url. token_sha256 is shown: it is a hash.
+// duress code, redis.password, redis.sentinel.password, the password of
+// redis.url, and the path and query of monitoring.heartbeat_url. token_sha256 is shown: it is a hash.
 // It is what `vigil check-config` prints.
 func (c *Config) Masked() string {
 	m := *c
@@ -28,6 +28,7 @@ func (c *Config) Masked() string {
 	if u, err := url.Parse(m.Redis.URL); err == nil && m.Redis.URL != "" {
 		m.Redis.URL = u.Redacted()
 	}
+	m.Monitoring.HeartbeatURL = maskedURL(m.Monitoring.HeartbeatURL)
 	m.API.Tokens = slices.Clone(m.API.Tokens)
 	for i := range m.API.Tokens {
 		m.API.Tokens[i].Token = masked(m.API.Tokens[i].Token)
@@ -47,6 +48,19 @@ func (c *Config) Masked() string {
 		return fmt.Sprintf("# cannot write the configuration as YAML: %v\n", err)
 	}
 	return b.String()
+}
+
+// maskedURL keeps the scheme and host of a URL whose path may be its secret (a
+// dead-man's-switch ping URL, https://hc-ping.com/<uuid>), and masks the rest.
+func maskedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil {
+		return masked(raw)
+	}
+	if u.Path == "" && u.RawQuery == "" && u.User == nil {
+		return raw
+	}
+	return u.Scheme + "://" + u.Host + "/" + mask
 }
 
 func masked(secret string) string {

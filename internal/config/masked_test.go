@@ -14,6 +14,7 @@ func TestMasked(t *testing.T) {
 	c.Twilio.AuthToken = "twilio-auth-secret"
 	c.Twilio.From = "+447700900999"
 	c.Redis.URL = "redis://:redis-pass-secret@redis:6379/0"
+	c.Monitoring.HeartbeatURL = "https://hc-ping.com/ping-uuid-secret?key=q-secret"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
@@ -45,6 +46,9 @@ func TestMasked(t *testing.T) {
 		{"api token 2", "sbm-admin-secret-9876543210", false},
 		{"redis password", "redis-pass-secret", false},
 		{"duress code", "4321", false},
+		{"heartbeat path", "ping-uuid-secret", false},
+		{"heartbeat query", "q-secret", false},
+		{"heartbeat host", "heartbeat_url: https://hc-ping.com/****", true},
 		// What is not secret does, with keys as in the file.
 		{"account sid", "account_sid: AC0123", true},
 		{"token name", "name: office-pc", true},
