@@ -89,7 +89,12 @@ func New(o Options) *Service {
 	if o.NewID == nil {
 		o.NewID = store.NewID
 	}
-	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: o.Now,
+	clock := o.Now
+	// Redis keeps instants to the millisecond: every instant an event decides
+	// from is one, so what an answer shows (a visit's started_at in the 201 of
+	// POST /api/v1/visits) is what a later read shows.
+	now := func() time.Time { return clock().Truncate(time.Millisecond) }
+	return &Service{st: o.Store, policy: o.Policy, loc: o.Location, now: now,
 		log: o.Log.With("component", "service"), metrics: o.Metrics, wake: o.Wake, queued: o.Queued, local: o.Local,
 		claimFor: o.ClaimFor, newID: o.NewID}
 }

@@ -35,6 +35,12 @@ type replica struct {
 
 func newReplica(t *testing.T, srv *redistest.Server) *replica {
 	t.Helper()
+	return newReplicaAt(t, srv, t0)
+}
+
+// newReplicaAt is newReplica with its clock standing at now.
+func newReplicaAt(t *testing.T, srv *redistest.Server, now time.Time) *replica {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	st, err := store.Open(t.Context(), store.Options{URL: srv.URL()}, log)
 	if err != nil {
@@ -47,7 +53,7 @@ func newReplica(t *testing.T, srv *redistest.Server) *replica {
 		Levels:      []visit.Level{{Name: "office", RepeatEvery: 5 * time.Minute}},
 		PanicLevels: []string{"office"}, AckHold: 15 * time.Minute,
 	}
-	svc := service.New(service.Options{Store: st, Policy: policy, Now: func() time.Time { return t0 }, Log: log, Metrics: m})
+	svc := service.New(service.Options{Store: st, Policy: policy, Now: func() time.Time { return now }, Log: log, Metrics: m})
 	return &replica{st: st, svc: svc, metrics: m}
 }
 
@@ -297,5 +303,33 @@ func TestRepeatedBareAckAfterAnotherSchoolsAlert(t *testing.T) {
 	}
 	if open, err := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); err != nil || len(open) != 1 || open[0].State != visit.AlertOpen {
 		t.Errorf("the repeat changed the other school's alert: %+v, %v", open, err)
+	}
+}
+
+// The visit an API call answers with shows the instants a later read of it
+// shows: Redis keeps milliseconds, so the service decides with them, whatever
+// finer clock it is given.
+func TestOpenVisitAnswerMatchesALaterRead(t *testing.T) {
+	t.Parallel()
+	r := newReplicaAt(t, redistest.Start(t), t0.Add(123456789*time.Nanosecond))
+	if err := r.st.PutSchool(t.Context(), schoolWith("Office")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.st.PutOfficer(t.Context(), jane); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.svc.OpenVisit(t.Context(), "office-pc", service.OpenVisitRequest{Officer: "jdoe", Destination: "14 Elm Road", Duration: 45 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := r.svc.Visit(t.Context(), v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.StartedAt.Equal(read.StartedAt) || !v.DueAt.Equal(read.DueAt) {
+		t.Errorf("answered started_at %s due_at %s; read back %s, %s", v.StartedAt, v.DueAt, read.StartedAt, read.DueAt)
+	}
+	if want := t0.Add(123 * time.Millisecond); !v.StartedAt.Equal(want) {
+		t.Errorf("started_at %s, want %s", v.StartedAt, want)
 	}
 }
