@@ -73,6 +73,52 @@ func TestRefusedSMSBecomesACall(t *testing.T) {
 	}
 }
 
+// The office's number is a landline: Twilio refuses its SMS for good (21614,
+// not a mobile). The office is called in the first round, called again at the
+// repeat without another SMS that would fail, and told ALL CLEAR by call.
+func TestLandlineIsCalledNotTextedEachRound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.twilio.FailNumber(officePhone, 400, 21614)
+	d := e.startDaemon()
+	e.overdue(d)
+	callsTo := func(n int) func([]smstest.CallRecord) bool {
+		return func(cs []smstest.CallRecord) bool {
+			k := 0
+			for _, c := range cs {
+				if c.To == officePhone {
+					k++
+				}
+			}
+			return k >= n
+		}
+	}
+	e.twilio.WaitCalls(10*time.Second, callsTo(1))
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	e.advance(5*time.Minute, d) // the repeat
+	e.twilio.WaitCalls(10*time.Second, callsTo(2))
+	contains(t, "IN reply", e.sms(d, janePhone, "IN"), "Checked in")
+	calls := e.twilio.WaitCalls(10*time.Second, callsTo(3))
+	if !e.waitSettled(d) {
+		t.Fatal("vigil did not settle")
+	}
+	smsAttempts := 0
+	for _, a := range e.twilio.Attempts() {
+		if a.To == officePhone && a.Resource == "Messages" {
+			smsAttempts++
+		}
+	}
+	if smsAttempts != 1 {
+		t.Errorf("%d SMS tried to the landline, want 1 (the first round's)", smsAttempts)
+	}
+	last := calls[len(calls)-1]
+	if last.To != officePhone || !strings.Contains(last.TwiML, "ALL CLEAR") {
+		t.Errorf("last call %+v, want the ALL CLEAR to the office", last)
+	}
+}
+
 // A receipt that reaches Vigil before Twilio's answer to the send (so before the
 // send is recorded under its SID) is kept, and handled when the send is
 // recorded: an alert SMS reported undelivered that early is still re-routed as

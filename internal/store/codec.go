@@ -118,6 +118,7 @@ type alertRec struct {
 	HoldUntil   *int64         `json:"h,omitempty"`
 	LastSent    *int64         `json:"ls,omitempty"`
 	Unreachable []string       `json:"un,omitempty"`
+	NoSMS       []string       `json:"ns,omitempty"`
 	Resolved    *int64         `json:"rt,omitempty"`
 	Resolution  string         `json:"rs,omitempty"`
 	Destination string         `json:"d,omitempty"`
@@ -331,7 +332,7 @@ func encodeAlert(a *visit.Alert) ([]byte, error) {
 	r := alertRec{
 		Code: a.Code, Officer: a.Officer, VisitID: a.VisitID, Reason: a.Reason, State: a.State,
 		Raised: raised, Level: a.Level, AckedBy: a.AckedBy, Acked: b.off(a.AckedAt),
-		HoldUntil: b.off(a.HoldUntil), LastSent: b.off(a.LastSentAt), Unreachable: a.Unreachable,
+		HoldUntil: b.off(a.HoldUntil), LastSent: b.off(a.LastSentAt), Unreachable: a.Unreachable, NoSMS: a.NoSMS,
 		Resolved: b.off(a.ResolvedAt), Resolution: a.Resolution, Destination: a.Destination,
 		Started: b.off(a.StartedAt), Due: b.off(a.DueAt), LastMessage: a.LastMessage,
 		Events: sc.encodeAll(a.Events),
@@ -359,7 +360,7 @@ func decodeAlert(school, id string, raw []byte) (*visit.Alert, error) {
 		ID: id, Code: r.Code, School: school, Officer: r.Officer, VisitID: r.VisitID, Reason: r.Reason,
 		State: r.State, RaisedAt: b.time(), Level: r.Level, Notified: make([]visit.Recipient, 0, len(r.Notified)),
 		AckedBy: r.AckedBy, AckedAt: b.at(r.Acked), HoldUntil: b.at(r.HoldUntil), LastSentAt: b.at(r.LastSent),
-		Unreachable: r.Unreachable, ResolvedAt: b.at(r.Resolved), Resolution: r.Resolution,
+		Unreachable: r.Unreachable, NoSMS: r.NoSMS, ResolvedAt: b.at(r.Resolved), Resolution: r.Resolution,
 		Destination: r.Destination, StartedAt: b.at(r.Started), DueAt: b.at(r.Due), LastMessage: r.LastMessage,
 		Events: sc.decodeAll(r.Events),
 	}

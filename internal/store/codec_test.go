@@ -80,7 +80,7 @@ func codecAlerts() []*visit.Alert {
 			{Name: "Head", Phone: "+447700900201", List: "managers", Level: 1},
 		},
 		AckedBy: "Head (+447700900201)", AckedAt: ms(3 * time.Minute), HoldUntil: ms(18 * time.Minute), LastSentAt: ms(2 * time.Minute),
-		Unreachable: []string{"+447700900301"}, ResolvedAt: ms(time.Hour), Resolution: "found safe",
+		Unreachable: []string{"+447700900301"}, NoSMS: []string{"+441332000001"}, ResolvedAt: ms(time.Hour), Resolution: "found safe",
 		Destination: "14 Elm Road", StartedAt: ms(-time.Hour), DueAt: ms(-5 * time.Minute), LastMessage: "VISIT 45 14 Elm Road",
 		Events: []visit.Event{
 			{At: ms(0), Type: "raised", By: "vigil", Detail: "overdue", Visit: "01VISIT00000000000000000000", Alert: id},

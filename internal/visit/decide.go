@@ -403,8 +403,13 @@ func (d *decision) resolve(a *Alert, by, how string) {
 	o := d.officerOf(a)
 	body := d.w.AllClear(a, o, d.now)
 	for _, r := range uniquePhones(a.Notified) {
-		d.queue(Message{ID: a.ID + ":clear:" + r.Phone, Kind: KindAllClear, To: r.Phone, Name: r.Name,
-			Body: body, AlertID: a.ID, VisitID: a.VisitID, Level: r.Level, Priority: PriorityAlert})
+		m := Message{ID: a.ID + ":clear:" + r.Phone, Kind: KindAllClear, To: r.Phone, Name: r.Name,
+			Body: body, AlertID: a.ID, VisitID: a.VisitID, Level: r.Level, Priority: PriorityAlert}
+		if slices.Contains(a.NoSMS, r.Phone) {
+			// The ID allClearFailed gives the call that replaces a failed SMS.
+			m.ID, m.Channel, m.Body = m.ID+":call", ChannelCall, d.w.SpokenAllClear(a, o)
+		}
+		d.queue(m)
 	}
 }
 
@@ -618,6 +623,11 @@ func (d *decision) sendTo(a *Alert, rs []Recipient, prio int) {
 			ID: fmt.Sprintf("%s:%d:%s", a.ID, round, r.Phone), Kind: KindAlert, To: r.Phone, Name: r.Name,
 			Body: d.w.Alert(a, o, comp, r.Level, d.now), AlertID: a.ID, VisitID: a.VisitID,
 			Level: r.Level, Priority: prio, Validity: d.p.ValidityPeriod, First: !repeat[r.Phone],
+		}
+		if slices.Contains(a.NoSMS, r.Phone) {
+			// Twilio refused this phone an SMS of this alert for good: call it.
+			d.queue(d.callFor(m, a, o))
+			continue
 		}
 		d.queue(m)
 		if d.callsToo(a, r, prio, repeat[r.Phone]) {
@@ -1090,6 +1100,7 @@ func clone[T Visit | Alert](p *T) *T {
 		x.Events, x.Companions = slices.Clone(x.Events), slices.Clone(x.Companions)
 	case *Alert:
 		x.Events, x.Notified, x.Unreachable = slices.Clone(x.Events), slices.Clone(x.Notified), slices.Clone(x.Unreachable)
+		x.NoSMS = slices.Clone(x.NoSMS)
 	}
 	return &c
 }

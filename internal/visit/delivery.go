@@ -44,6 +44,13 @@ func (d *decision) callFor(m Message, a *Alert, o *Officer) Message {
 	return m
 }
 
+// noSMSReasons are the failure reasons (sms.CodeReason) that say a phone cannot
+// take SMS at all: sending the next round's text there would fail the same way.
+// Not "unreachable" (a handset switched off may take the next one).
+var noSMSReasons = map[string]bool{
+	"not_mobile": true, "invalid_number": true, "opted_out": true, "blocked": true, "region_disabled": true,
+}
+
 // DeliveryFailed decides what to do when an alert message or an ALL CLEAR could
 // not be delivered (Twilio refused it, or its receipt said undelivered or
 // failed). An SMS is re-routed as a voice call to the same contact; a call that failed (busy, no
@@ -71,7 +78,12 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 	case ChannelSMS:
 		// The call has the ID of the round's own call to this phone, so when the
 		// round already called them (police, panic, repeats) no second call goes.
-		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; they get this round's call instead (one call a round; a repeat's call counts against the per-contact call limit)", m.Name, m.To, reason))
+		later := ""
+		if noSMSReasons[reason] && !slices.Contains(a.NoSMS, m.To) {
+			a.NoSMS = append(a.NoSMS, m.To)
+			later = "; later rounds call them without an SMS"
+		}
+		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; they get this round's call instead (one call a round; a repeat's call counts against the per-contact call limit)%s", m.Name, m.To, reason, later))
 		d.queue(d.callFor(m, a, o))
 	case ChannelCall:
 		if !slices.Contains(a.Unreachable, m.To) {

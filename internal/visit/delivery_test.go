@@ -105,6 +105,47 @@ func TestDeliveryFailureReroutes(t *testing.T) {
 	}
 }
 
+// A contact Twilio refuses an alert SMS for good (a landline office: not a
+// mobile) is called in that round and in every later one without another SMS
+// that would fail the same way, and gets the ALL CLEAR by call. A failure that
+// may pass (a handset switched off) leaves the next round's SMS as it was.
+func TestNoSMSToAPhoneThatCannotTakeOne(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reason string
+		noSMS  bool
+	}{{"not_mobile", true}, {"invalid_number", true}, {"unreachable", false}} {
+		t.Run(tc.reason, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.mustSMS(janePhone, "VISIT 45 14 Elm Road")
+			w.runTo(at("14:49")) // the reminder
+			first := w.runTo(at("14:50"))
+			a := w.onlyAlert()
+			st := State{School: w.school, Loc: london, Officer: w.officers["jdoe"], Officers: w.officers, Alerts: []*Alert{a}, Visit: w.visits[a.VisitID]}
+			w.decide(st, func(st State) (Result, error) {
+				return DeliveryFailed(st, first[0].Message, tc.reason, w.now, w.p), nil
+			})
+			if got := callPhones(w.calls); !slices.Equal(got, []string{officePhone}) {
+				t.Fatalf("after the SMS failed: calls %v, want the office", got)
+			}
+			repeat := w.runTo(at("14:55"))
+			texted := slices.ContainsFunc(repeat, func(m sentMsg) bool { return m.To == officePhone })
+			called := len(w.calls) == 2 && w.calls[1].To == officePhone && w.calls[1].Kind == KindAlert
+			if texted == tc.noSMS || !called {
+				t.Errorf("14:55 repeat: texted the office %v, called it %v; want texted %v and called", texted, called, !tc.noSMS)
+			}
+			w.mustSMS(janePhone, "IN")
+			last := w.calls[len(w.calls)-1]
+			clearByCall := last.Kind == KindAllClear && last.To == officePhone
+			clearByText := slices.ContainsFunc(w.sent, func(m sentMsg) bool { return m.Kind == KindAllClear && m.To == officePhone })
+			if clearByCall != tc.noSMS || clearByText == tc.noSMS {
+				t.Errorf("ALL CLEAR to the office: by call %v, by SMS %v; want by call %v", clearByCall, clearByText, tc.noSMS)
+			}
+		})
+	}
+}
+
 // An officer whose phone opted out is reported to the office and reminded by call.
 func TestOfficerOptedOut(t *testing.T) {
 	t.Parallel()

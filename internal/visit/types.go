@@ -188,9 +188,12 @@ type Alert struct {
 	// newly reached levels alone leaves it); repeats are due repeat_every after it.
 	LastSentAt time.Time `json:"last_sent_at,omitzero"`
 	// Unreachable are the phones whose alert calls failed (busy, no answer, failed).
-	Unreachable []string  `json:"unreachable,omitempty"`
-	ResolvedAt  time.Time `json:"resolved_at,omitzero"`
-	Resolution  string    `json:"resolution,omitempty"`
+	Unreachable []string `json:"unreachable,omitempty"`
+	// NoSMS are the phones Twilio refused an alert SMS for good (a landline, an
+	// invalid or opted-out number): later rounds call them instead of texting.
+	NoSMS      []string  `json:"no_sms,omitempty"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	Resolution string    `json:"resolution,omitempty"`
 	// Destination and the times of the visit, copied at raise time so the alert can be
 	// written without the visit (PANIC without an open visit names the last known one).
 	Destination string    `json:"destination,omitempty"`
