@@ -507,7 +507,7 @@ func (d *Dispatcher) mayGo(ctx context.Context, o store.Outgoing) (begun store.O
 		return o, nil, false
 	}
 	if d.o.ContactLimit != nil && visit.Throttled(m) {
-		ok, until, err := d.o.ContactLimit.Allow(ctx, m.To, m.Channel, m.ID, d.o.Now())
+		ok, until, err := d.o.ContactLimit.Allow(ctx, limitedAs(m), m.Channel, m.ID, d.o.Now())
 		if err != nil {
 			d.o.Log.Warn("contact limit unavailable; sending anyway", "err", err)
 		} else if !ok {
@@ -644,9 +644,20 @@ func (d *Dispatcher) givePlaceBack(ctx context.Context, log msgLog, o store.Outg
 	if d.o.ContactLimit == nil || !visit.Throttled(o.Msg) {
 		return
 	}
-	if err := d.o.ContactLimit.Release(ctx, o.Msg.To, o.Msg.Channel, o.Msg.ID, d.o.Now()); err != nil {
+	if err := d.o.ContactLimit.Release(ctx, limitedAs(o.Msg), o.Msg.Channel, o.Msg.ID, d.o.Now()); err != nil {
 		log.Warn("contact limit: a place was not given back", "err", err)
 	}
+}
+
+// limitedAs is what the per-contact limit counts a message under: its phone
+// within its alert. Each alert's repeats are capped on their own, so one alert's
+// repeats (or a closed alert's) never use up what another may send the same
+// phone: several officers overdue at once must each still reach the office.
+func limitedAs(m visit.Message) string {
+	if m.AlertID == "" {
+		return m.To
+	}
+	return m.To + "/" + m.AlertID
 }
 
 // sleepCtx waits for d, or reports false when ctx ends first.

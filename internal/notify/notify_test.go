@@ -701,3 +701,30 @@ func TestRetryOfAResolvedAlertIsDropped(t *testing.T) {
 		t.Errorf("asked about %q, want each alert once (its retry; not the first tries)", asked)
 	}
 }
+
+// The per-contact limit counts each alert's repeats on their own: two officers
+// overdue at once each still reach the same office phone, though one alert's
+// repeats over the limit are skipped.
+func TestContactLimitIsPerAlert(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st := store.NewWithClient(srv.Client(), "vigil:", quiet())
+	snd := newSender()
+	const phone = "+447700900201"
+	repeat := func(alert string, n int) visit.Message {
+		id := fmt.Sprintf("%s-%d", alert, n)
+		return visit.Message{ID: id, Kind: visit.KindAlert, AlertID: alert, To: phone, Body: id, Priority: visit.PriorityAlert}
+	}
+	queue(t, st, t0, repeat("a", 1), repeat("a", 2), repeat("a", 3), repeat("b", 1), repeat("b", 2))
+	run(t, notify.New(notify.Options{Store: st, Sender: snd, Log: quiet(), Now: func() time.Time { return t0 },
+		ContactLimit: st.NewContactLimiter(15*time.Minute, map[string]int64{visit.ChannelSMS: 2})}))
+	snd.waitSends(t, 4)
+	waitDepth(t, st, 0)
+	per := map[string]int{}
+	for _, b := range snd.bodies() {
+		per[b[:1]]++
+	}
+	if per["a"] != 2 || per["b"] != 2 {
+		t.Errorf("sent %q, want two repeats of each alert (a's third over its limit)", snd.bodies())
+	}
+}
