@@ -29,6 +29,9 @@ type alertRow struct {
 	Notified                    []string
 	AckedBy, AckedAt            string
 	Acked, Overdue, Urgent      bool
+	// HoldOver: someone took charge of an overdue alert, the hold ended and it
+	// escalates again; anyone may take charge again (the button is back).
+	HoldOver bool
 }
 
 type visitRow struct {
@@ -120,6 +123,9 @@ func (h *Handler) alertRow(a *visit.Alert, dir *directory, now time.Time) alertR
 		Started: hhmm(a.StartedAt, loc), Due: hhmm(a.DueAt, loc),
 		AckedBy: a.AckedBy, AckedAt: hhmm(a.AckedAt, loc), Acked: a.State == visit.AlertAcked,
 		Urgent: a.Reason != visit.ReasonOverdue,
+	}
+	if row.Acked && a.Reason == visit.ReasonOverdue && a.HoldUntil.IsZero() {
+		row.Acked, row.HoldOver = false, true
 	}
 	if o.Vehicle != nil {
 		row.Vehicle = o.Vehicle.Describe()

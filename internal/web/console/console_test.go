@@ -176,7 +176,19 @@ func TestBoardVisitToResolvedAlert(t *testing.T) {
 
 	res, _ = b.post("/alerts/"+alertID+"/ack", url.Values{})
 	contains(t, "after ACK", b.follow(res), "You have taken charge")
-	contains(t, "board after ACK", b.state().HTML, "Sam Office since 10:51")
+	afterAck := b.state().HTML
+	contains(t, "board after ACK", afterAck, "Sam Office since 10:51")
+	if strings.Contains(afterAck, "Take charge (ACK)") {
+		t.Errorf("board offers to take charge during the ACK's hold")
+	}
+	// The hold (15 min) ends and the alert escalates again: the board says so, and
+	// anyone may take charge again.
+	e.advance(16 * time.Minute)
+	deadline = time.Now().Add(5 * time.Second)
+	for st = b.state(); !strings.Contains(st.HTML, "the hold is over") && time.Now().Before(deadline); st = b.state() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	contains(t, "board after the hold", st.HTML, "Sam Office since 10:51", "the hold is over", "Take charge (ACK)")
 
 	res, _ = b.post("/alerts/"+alertID+"/resolve", url.Values{"note": {""}})
 	contains(t, "resolve without a note", b.follow(res), "say how the alert was resolved")
