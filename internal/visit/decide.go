@@ -406,8 +406,7 @@ func (d *decision) resolve(a *Alert, by, how string) {
 		m := Message{ID: a.ID + ":clear:" + r.Phone, Kind: KindAllClear, To: r.Phone, Name: r.Name,
 			Body: body, AlertID: a.ID, VisitID: a.VisitID, Level: r.Level, Priority: PriorityAlert}
 		if slices.Contains(a.NoSMS, r.Phone) {
-			// The ID allClearFailed gives the call that replaces a failed SMS.
-			m.ID, m.Channel, m.Body = m.ID+":call", ChannelCall, d.w.SpokenAllClear(a, o)
+			m = d.allClearCall(a, m)
 		}
 		d.queue(m)
 	}

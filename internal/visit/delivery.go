@@ -76,14 +76,14 @@ func deliveryFailed(st State, m Message, reason string, now time.Time, p Policy)
 	o := d.officerOf(a)
 	switch m.Channel {
 	case ChannelSMS:
-		// The call has the ID of the round's own call to this phone, so when the
-		// round already called them (police, panic, repeats) no second call goes.
 		later := ""
 		if noSMSReasons[reason] && !slices.Contains(a.NoSMS, m.To) {
 			a.NoSMS = append(a.NoSMS, m.To)
 			later = "; later rounds call them without an SMS"
 		}
 		d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("SMS to %s (%s) failed: %s; they get this round's call instead (one call a round; a repeat's call counts against the per-contact call limit)%s", m.Name, m.To, reason, later))
+		// The call has the ID of the round's own call to this phone, so when the
+		// round already called them (police, panic, repeats) no second call goes.
 		d.queue(d.callFor(m, a, o))
 	case ChannelCall:
 		if !slices.Contains(a.Unreachable, m.To) {
@@ -111,8 +111,16 @@ func (d *decision) allClearFailed(a *Alert, m Message, reason string) {
 	}
 	a = clone(a)
 	d.alertEvent(a, "delivery_failed", "twilio", fmt.Sprintf("ALL CLEAR SMS to %s (%s) failed: %s; calling instead", m.Name, m.To, reason))
-	d.queue(Message{ID: m.ID + ":call", Kind: KindAllClear, Channel: ChannelCall, To: m.To, Name: m.Name,
-		Body: d.w.SpokenAllClear(a, d.officerOf(a)), AlertID: a.ID, VisitID: a.VisitID, Level: m.Level, Priority: m.Priority})
+	d.queue(d.allClearCall(a, m))
+}
+
+// allClearCall is the voice call that replaces the ALL CLEAR SMS m: one ID,
+// whether it is queued after the SMS failed or instead of it (Alert.NoSMS).
+func (d *decision) allClearCall(a *Alert, m Message) Message {
+	m.ID += ":call"
+	m.Channel = ChannelCall
+	m.Body = d.w.SpokenAllClear(a, d.officerOf(a))
+	return m
 }
 
 // Throttled reports whether the per-contact limit may hold m back: only a repeat
