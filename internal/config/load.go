@@ -165,15 +165,11 @@ func withValidation(c *Config, decoded []error) []error {
 		path, _, _ := strings.Cut(e.Error(), ": ")
 		bad = append(bad, path)
 	}
-	verr := c.Validate()
-	if verr == nil {
+	joined, ok := c.Validate().(interface{ Unwrap() []error }) // errors.Join's; nil when valid
+	if !ok {
 		return decoded
 	}
 	all := decoded
-	joined, _ := verr.(interface{ Unwrap() []error })
-	if joined == nil {
-		return decoded
-	}
 	for _, e := range joined.Unwrap() {
 		if !slices.ContainsFunc(bad, func(path string) bool { return mentions(e.Error(), path) }) {
 			all = append(all, e)
@@ -182,26 +178,10 @@ func withValidation(c *Config, decoded []error) []error {
 	return all
 }
 
-// mentions reports whether line names the key path, or a key inside it.
+// mentions reports whether line names the key path, or a key inside it: path
+// not run together with more of a key's letters on either side.
 func mentions(line, path string) bool {
-	for i := strings.Index(line, path); i >= 0; {
-		end := i + len(path)
-		if end == len(line) || !isKeyChar(line[end]) {
-			if i == 0 || !isKeyChar(line[i-1]) {
-				return true
-			}
-		}
-		next := strings.Index(line[i+1:], path)
-		if next < 0 {
-			break
-		}
-		i += 1 + next
-	}
-	return false
-}
-
-func isKeyChar(b byte) bool {
-	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+	return regexp.MustCompile(`(^|\W)` + regexp.QuoteMeta(path) + `(\W|$)`).MatchString(line)
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
