@@ -788,8 +788,8 @@ func alertTimer(st State, now time.Time, p Policy) Result {
 		// The hold is over and nobody found the officer: every level whose time has
 		// come hears of it now, saying who took charge, and the ladder goes on.
 		a.HoldUntil = time.Time{}
-		d.alertEvent(a, "hold_ended", "vigil", "")
 		a.Level = max(a.Level, target)
+		d.alertEvent(a, "hold_ended", "vigil", fmt.Sprintf("no check-in since %s took charge at %s; alerting levels 0-%d", a.AckedBy, d.w.at(a.AckedAt), a.Level))
 		n := len(d.r.Messages)
 		d.send(a, p.ladder(0, a.Level), PriorityAlert)
 		markFirst(d.r.Messages[n:]) // news (who took charge), not a repeat

@@ -1105,6 +1105,16 @@ func TestAckHold(t *testing.T) {
 			t.Errorf("hold-end alert to %s may be held back as a repeat", m.To)
 		}
 	}
+	// The trail says why the ladder went on.
+	var ended []string
+	for _, e := range w.onlyAlert().Events {
+		if e.Type == "hold_ended" && e.At.Equal(at("15:07")) {
+			ended = append(ended, e.Detail)
+		}
+	}
+	if want := "no check-in since School office (" + officePhone + ") took charge at 14:52; alerting levels 0-1"; len(ended) != 1 || ended[0] != want {
+		t.Errorf("hold_ended events %q, want [%q]", ended, want)
+	}
 	// After the hold, an ACK is taken again.
 	if _, err := w.sms(headPhone, "ACK"); err != nil {
 		t.Errorf("ACK after the hold: %v", err)
