@@ -33,6 +33,8 @@ type world struct {
 	dir    string
 	log    *slog.Logger
 	errors *atomic.Int64 // error-level log lines of the replicas
+	// forgetDir unregisters the removal of dir on interrupt.
+	forgetDir func()
 }
 
 // directory says what the configuration provisions.
@@ -73,6 +75,8 @@ func newWorld(d directory, aof string, verbose bool) (*world, error) {
 		w.close()
 		return nil, err
 	}
+	dir := w.dir
+	w.forgetDir = atInterrupt(func() { os.RemoveAll(dir) })
 	path := filepath.Join(w.dir, "vigil.yaml")
 	if err := os.WriteFile(path, []byte(configYAML(w.redis.url(), w.twilio.url, d)), 0o600); err != nil {
 		w.close()
@@ -93,6 +97,7 @@ func (w *world) close() {
 		w.redis.stop()
 	}
 	if w.dir != "" {
+		w.forgetDir()
 		os.RemoveAll(w.dir)
 	}
 }

@@ -23,10 +23,11 @@ import (
 // few lines a command needs (no fallback: a benchmark against miniredis would
 // measure the wrong thing).
 type redisServer struct {
-	cmd  *exec.Cmd
-	dir  string
-	addr string
-	done chan struct{}
+	cmd    *exec.Cmd
+	dir    string
+	addr   string
+	done   chan struct{}
+	forget func() // unregisters the clean-up on interrupt
 }
 
 // startRedis runs redis-server with persistence off (the figures are about Vigil,
@@ -61,6 +62,7 @@ func startRedis(aof string) (*redisServer, error) {
 		}
 		r := &redisServer{cmd: cmd, dir: dir, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
 		go func() { _ = cmd.Wait(); close(r.done) }()
+		r.forget = atInterrupt(r.stop)
 		if err := r.waitReady(10 * time.Second); err != nil {
 			r.stop()
 			errs = append(errs, err)
@@ -104,6 +106,7 @@ func (r *redisServer) pid() int { return r.cmd.Process.Pid }
 
 // stop ends the server by its PID (SIGTERM, then SIGKILL) and removes its directory.
 func (r *redisServer) stop() {
+	r.forget()
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-r.done:
