@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ func runWebhooks(args []string) error {
 	schools := c.Int("schools", 20, "schools the officers are spread over")
 	aof := c.aof()
 	verbose := c.Bool("v", false, "log the daemon's warnings")
+	latencies := c.String("latencies", "", "write each counted request's start (µs after the warm-up) and latency (µs) to this file, one per line (the last run's): where the stalls are")
 	defer c.parse(args)()
 	mode := fmt.Sprintf("open loop at %d/s", *rate)
 	if *closed {
@@ -40,7 +42,7 @@ func runWebhooks(args []string) error {
 	fmt.Printf("webhooks: %s for %s (+%s warm-up), %d officers in %d schools, 1 daemon, %d runs\n",
 		mode, *duration, *warmup, *officers, *schools, *c.runs)
 	return c.repeat(func() (map[string]float64, error) {
-		return webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose)
+		return webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose, *latencies)
 	}, "sent", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "refused",
 		"base ping p50 ms", "p99 / ping p50")
 }
@@ -50,10 +52,14 @@ type outcome struct {
 	done    bool
 	ok      bool
 	latency time.Duration
-	end     time.Time
+	// end is when the answer came, after countFrom. Not a time.Time, so an outcome
+	// holds no pointer and the garbage collector of the process the daemon runs in
+	// need not scan the run's 150,000 of them (7 MB). No change in the figures
+	// beyond the runs' spread was seen (2 pairs of runs).
+	end time.Duration
 }
 
-func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurrency, officers, schools int, aof string, verbose bool) (map[string]float64, error) {
+func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurrency, officers, schools int, aof string, verbose bool, latencies string) (map[string]float64, error) {
 	ctx := context.Background()
 	w, err := newWorld(directory{schools: schools, officers: officers, maxSends: 100_000, grace: 5 * time.Minute}, aof, verbose)
 	if err != nil {
@@ -120,7 +126,7 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 					t := time.Now()
 					ok := send(i)
 					end := time.Now()
-					local = append(local, outcome{counted: !t.Before(countFrom), done: true, ok: ok, latency: end.Sub(t), end: end})
+					local = append(local, outcome{counted: !t.Before(countFrom), done: true, ok: ok, latency: end.Sub(t), end: end.Sub(countFrom)})
 				}
 				mu.Lock()
 				outs = append(outs, local...)
@@ -149,7 +155,7 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 				for j := range jobs {
 					ok := send(j.i)
 					end := time.Now()
-					outs[j.i] = outcome{counted: outs[j.i].counted, done: true, ok: ok, latency: end.Sub(j.due), end: end}
+					outs[j.i] = outcome{counted: outs[j.i].counted, done: true, ok: ok, latency: end.Sub(j.due), end: end.Sub(countFrom)}
 				}
 			})
 		}
@@ -169,9 +175,20 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 		wg.Wait()
 	}
 
+	if latencies != "" {
+		var b strings.Builder
+		for _, o := range outs {
+			if o.counted && o.ok {
+				fmt.Fprintf(&b, "%d %d\n", (o.end - o.latency).Microseconds(), o.latency.Microseconds())
+			}
+		}
+		if err := os.WriteFile(latencies, []byte(b.String()), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	var lat []time.Duration
 	sent, errs := 0, 0
-	var last time.Time
+	var last time.Duration
 	for _, o := range outs {
 		if !o.counted {
 			continue
@@ -182,11 +199,11 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 			continue
 		}
 		lat = append(lat, o.latency)
-		if o.end.After(last) {
+		if o.end > last {
 			last = o.end
 		}
 	}
-	elapsed := last.Sub(countFrom)
+	elapsed := last
 	if !closed {
 		elapsed = max(elapsed, duration)
 	}
