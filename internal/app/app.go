@@ -326,13 +326,13 @@ func OpenStore(ctx context.Context, cfg config.Redis, log *slog.Logger) (*store.
 // embedded store and the console SMS driver (the demo), a demo user is made and the
 // phone page is on.
 func (a *App) console(ctx context.Context, cfg *config.Config, loc *time.Location, phone *console.Phone, webOpts *web.Options) error {
-	dir := console.NewDirectory(a.store, cfg.DefaultRegion, a.now)
 	var lists []string
 	for _, l := range cfg.Escalation.Levels {
 		if !slices.Contains(lists, l.Name) {
 			lists = append(lists, l.Name)
 		}
 	}
+	dir := console.NewDirectory(a.store, cfg.DefaultRegion, slices.Clone(lists), a.now)
 	if !slices.Contains(lists, visit.ListHeadteacher) {
 		lists = append(lists, visit.ListHeadteacher)
 	}

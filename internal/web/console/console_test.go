@@ -277,7 +277,7 @@ func TestSchoolScope(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
-	dir := console.NewDirectory(e.store, "GB", e.clock.Now)
+	dir := console.NewDirectory(e.store, "GB", []string{"office", "managers", "police"}, e.clock.Now)
 	if _, _, err := dir.PutSchool(ctx, "test", visit.School{ID: "st-marys", Name: "St Mary's", Contacts: map[string][]visit.Contact{
 		"office": {{Name: "St Mary's office", Phone: "01632 960002"}}}}); err != nil {
 		t.Fatal(err)
@@ -424,6 +424,22 @@ func TestDirectoryAPI(t *testing.T) {
 	roles, _ := e.store.PhoneRoles(t.Context(), "+441632960003")
 	if len(roles) != 1 || roles[0].School != "oak" {
 		t.Errorf("new contact not in the phone index: %+v", roles)
+	}
+	// A school whose alerts would reach nobody is refused, new or replaced, as the
+	// configuration refuses it: no contacts, or only a headteacher.
+	for _, body := range []string{
+		`{"name":"Empty School"}`,
+		`{"name":"Empty School","contacts":{"headteacher":[{"name":"Head","phone":"+447700900777"}]}}`,
+	} {
+		for _, id := range []string{"empty", "oak"} {
+			code, out := call("PUT", "/api/v1/schools/"+id, adminToken, body)
+			if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "would reach nobody") {
+				t.Errorf("PUT school %s %s: %d %v, want 400 saying an alert would reach nobody", id, body, code, out)
+			}
+		}
+	}
+	if sc, err := e.store.School(t.Context(), "oak"); err != nil || len(sc.Contacts["office"]) != 1 {
+		t.Errorf("oak after refused PUTs: %+v %v, want its office contact kept", sc, err)
 	}
 	if code, out := call("GET", "/api/v1/schools", adminToken, ""); code != 200 || len(out["schools"].([]any)) != 2 {
 		t.Errorf("GET schools: %d %v", code, out)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,18 +44,21 @@ var _ DirectoryStore = (*store.Store)(nil)
 type Directory struct {
 	st     DirectoryStore
 	region string
+	levels []string
 	now    func() time.Time
 }
 
-// NewDirectory builds a Directory; region reads national phone numbers.
-func NewDirectory(st DirectoryStore, region string, now func() time.Time) *Directory {
+// NewDirectory builds a Directory; region reads national phone numbers, and levels
+// are the escalation levels' list names (escalation.levels), of which a school must
+// have a contact on at least one.
+func NewDirectory(st DirectoryStore, region string, levels []string, now func() time.Time) *Directory {
 	if now == nil {
 		now = time.Now
 	}
 	if region == "" {
 		region = "GB"
 	}
-	return &Directory{st: st, region: region, now: now}
+	return &Directory{st: st, region: region, levels: levels, now: now}
 }
 
 var (
@@ -316,6 +320,12 @@ func (d *Directory) PutSchool(ctx context.Context, by string, sc visit.School) (
 	}
 	if !created && old.Provisioned {
 		return sc, false, conflict("school " + sc.ID + " comes from the configuration file: change it there")
+	}
+	if len(d.levels) > 0 && !slices.ContainsFunc(d.levels, func(l string) bool { return len(contacts[l]) > 0 }) {
+		// As the configuration refuses it (config.Validate): a school whose alerts
+		// would reach nobody is a missed alert waiting for its first overdue visit.
+		return sc, false, problems([]string{fmt.Sprintf("contacts: no contact on any escalation level's list (%s), so an alert would reach nobody",
+			strings.Join(d.levels, ", "))})
 	}
 	sc.Provisioned = false
 	if err := d.st.PutSchool(ctx, sc); err != nil {

@@ -150,7 +150,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	go func() { done <- a.Run(ctx) }()
 
 	e.phone = console.NewPhone(io.Discard, 50, e.clock.Now)
-	dir := console.NewDirectory(a.Store(), cfg.DefaultRegion, e.clock.Now)
+	dir := console.NewDirectory(a.Store(), cfg.DefaultRegion, []string{"office", "managers", "police"}, e.clock.Now)
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.base = "http://" + e.srv.Listener.Addr().String()
 	co := console.Options{
