@@ -701,7 +701,8 @@ func TestPanicWithNoContacts(t *testing.T) {
 	}
 }
 
-// The duress check-in must look exactly like a normal one from the officer's phone.
+// The duress check-in must look exactly like a normal one from the officer's phone,
+// however the code is typed after the check-in word.
 func TestDuressLooksLikeCheckIn(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -709,23 +710,28 @@ func TestDuressLooksLikeCheckIn(t *testing.T) {
 		before []string
 		runTo  string
 		in     string
+		duress string
 	}{
 		// With an open visit.
-		{"open visit", []string{"VISIT 45 14 Elm Road"}, "14:20", "IN"},
+		{"open visit", []string{"VISIT 45 14 Elm Road"}, "14:20", "IN", "IN 4321"},
 		// With an overdue visit whose alert is out.
-		{"overdue", []string{"VISIT 45 14 Elm Road"}, "14:56", "IN"},
+		{"overdue", []string{"VISIT 45 14 Elm Road"}, "14:56", "IN", "IN 4321"},
 		// With no open visit.
-		{"no visit", nil, "14:20", "IN"},
+		{"no visit", nil, "14:20", "IN", "IN 4321"},
 		// With another check-in word.
-		{"check in", []string{"VISIT 45 14 Elm Road"}, "14:20", "check in"},
+		{"check in", []string{"VISIT 45 14 Elm Road"}, "14:20", "check in", "check in 4321"},
 		// After a PANIC.
-		{"after panic", []string{"VISIT 45 14 Elm Road", "PANIC"}, "14:20", "SAFE"},
+		{"after panic", []string{"VISIT 45 14 Elm Road", "PANIC"}, "14:20", "SAFE", "SAFE 4321"},
+		// A comma in place of the space, as a person under threat may type it.
+		{"comma", []string{"VISIT 45 14 Elm Road"}, "14:20", "in", "in,4321"},
+		// A comma and a space, then a word.
+		{"comma space", []string{"VISIT 45 14 Elm Road"}, "14:20", "ok", "ok, 4321, thanks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var replies []string
-			for _, text := range []string{tt.in, tt.in + " 4321"} {
+			for _, text := range []string{tt.in, tt.duress} {
 				w := newWorld(t)
 				for _, s := range tt.before {
 					w.mustSMS(janePhone, s)
@@ -737,6 +743,13 @@ func TestDuressLooksLikeCheckIn(t *testing.T) {
 					if m.To == janePhone {
 						t.Errorf("%q queued a message to the officer's phone: %q", text, m.Body)
 					}
+				}
+				raised := false
+				for _, a := range w.alerts {
+					raised = raised || (a.Reason == ReasonDuress && a.Open())
+				}
+				if want := text == tt.duress; raised != want {
+					t.Errorf("%q: duress alert open %v, want %v", text, raised, want)
 				}
 			}
 			if replies[0] != replies[1] || replies[0] == "" {

@@ -113,22 +113,21 @@ func Parse(text string) Command {
 	if s == "" {
 		return Command{Verb: VerbUnknown}
 	}
-	words := strings.Split(s, " ")
 	// Punctuation after a word does not matter either: "OK, back at the car" is a
-	// check-in and "IN 4321, thanks" carries the duress code.
-	head := strings.ToUpper(bare(words[0]))
-	rest := words[1:]
+	// check-in and "IN 4321, thanks" carries the duress code. Nor does punctuation
+	// typed in place of the space after the command word: "in,4321" carries it too.
+	head, rest := firstWord(strings.Split(s, " "))
+	head = strings.ToUpper(head)
 	// "CHECK IN" and "CHECKED IN" are two words.
-	if (head == "CHECK" || head == "CHECKED") && len(rest) > 0 && strings.EqualFold(bare(rest[0]), "in") {
-		head, rest = "CHECKIN", rest[1:]
+	if head == "CHECK" || head == "CHECKED" {
+		if w, more := firstWord(rest); strings.EqualFold(w, "in") {
+			head, rest = "CHECKIN", more
+		}
 	}
 	switch {
 	case checkinWords[head]:
-		c := Command{Verb: VerbIn}
-		if len(rest) > 0 {
-			c.Code = bare(rest[0])
-		}
-		return c
+		code, _ := firstWord(rest)
+		return Command{Verb: VerbIn, Code: code}
 	case head == "VISIT" || head == "NEXT" || head == "OUT":
 		verb := VerbVisit
 		if head == "NEXT" {
@@ -162,20 +161,42 @@ func Parse(text string) Command {
 		// Only a number is a code: "ACK thanks" takes the only open alert rather than
 		// looking for an alert called "thanks".
 		c := Command{Verb: VerbAck}
-		if len(rest) > 0 && codeRE.MatchString(bare(rest[0])) {
-			c.Code = bare(rest[0])
+		if code, _ := firstWord(rest); codeRE.MatchString(code) {
+			c.Code = code
 		}
 		return c
 	case head == "RESOLVE" || head == "RESOLVED":
 		// "RESOLVE 123 found at home" or, with one alert open, "RESOLVE found at home".
 		c := Command{Verb: VerbResolve}
-		if len(rest) > 0 && codeRE.MatchString(bare(rest[0])) {
-			c.Code, rest = bare(rest[0]), rest[1:]
+		if code, more := firstWord(rest); codeRE.MatchString(code) {
+			c.Code, rest = code, more
 		}
 		c.Reason = strings.Join(rest, " ")
 		return c
 	}
 	return Command{Verb: VerbUnknown}
+}
+
+// firstWord splits the first word off words, reading punctuation typed in place of
+// a space as a space: "in,4321", "in, 4321" and "in , 4321" are all "in" followed
+// by "4321". Only the first word is cut, so a destination or a reason after it
+// keeps its punctuation as typed.
+func firstWord(words []string) (string, []string) {
+	for len(words) > 0 && strings.Trim(words[0], punctuation) == "" {
+		words = words[1:]
+	}
+	if len(words) == 0 {
+		return "", nil
+	}
+	w, rest := strings.TrimLeft(words[0], punctuation), words[1:]
+	if i := strings.IndexAny(w, punctuation); i >= 0 {
+		if after := strings.TrimLeft(w[i:], punctuation); after != "" {
+			// A new slice: words belongs to the caller.
+			rest = append([]string{after}, rest...)
+		}
+		w = w[:i]
+	}
+	return w, rest
 }
 
 // parseTrip reads "<duration> <destination>" or "<destination> <duration>".

@@ -99,6 +99,24 @@ func TestParse(t *testing.T) {
 		{"code comma", "In 4321, thanks", Command{Verb: VerbIn, Code: "4321"}},
 		// Punctuation after CHECK IN.
 		{"check in comma", "check in, 4321", Command{Verb: VerbIn, Code: "4321"}},
+		// A comma in place of the space still carries the duress code.
+		{"in comma code", "in,4321", Command{Verb: VerbIn, Code: "4321"}},
+		// A comma and a space, or a space before the comma, do too.
+		{"in comma space code", "in, 4321", Command{Verb: VerbIn, Code: "4321"}},
+		{"in space comma code", "SAFE ,4321", Command{Verb: VerbIn, Code: "4321"}},
+		// So do a semicolon or a colon, and words after the code.
+		{"in semicolon code", "ok;4321;thanks", Command{Verb: VerbIn, Code: "4321"}},
+		{"check in colon code", "check in:4321", Command{Verb: VerbIn, Code: "4321"}},
+		// EXTEND with a comma in place of the space.
+		{"extend comma", "extend,15", Command{Verb: VerbExtend, Duration: 15 * time.Minute}},
+		// ACK with a comma in place of the space.
+		{"ack comma code", "ack,1234", Command{Verb: VerbAck, Code: "1234"}},
+		// RESOLVE with commas: the note keeps its text.
+		{"resolve comma code", "resolve,123,found safe, at home", Command{Verb: VerbResolve, Code: "123", Reason: "found safe, at home"}},
+		// VISIT with a comma in place of the space: the place keeps its commas.
+		{"visit comma", "VISIT,45 Flat 2, 14 Elm Road", Command{Verb: VerbVisit, Duration: 45 * time.Minute, Destination: "Flat 2, 14 Elm Road"}},
+		// ABORT with a comma in place of the space: the reason keeps its text.
+		{"abort comma", "abort,dog loose, in garden", Command{Verb: VerbAbort, Reason: "dog loose, in garden"}},
 		// EXTEND in minutes.
 		{"extend", "EXTEND 15", Command{Verb: VerbExtend, Duration: 15 * time.Minute}},
 		// MORE is an alias, with hours and minutes apart.
@@ -237,7 +255,7 @@ func FuzzParse(f *testing.F) {
 		"VISIT 45 14 Elm Road", "visit 14 Elm Road 45m", "VISIT 1h 30 Flat 2, 7 High St",
 		"NEXT 30 22 Oak Lane", "IN", "check in 4321", "chekin", "EXTEND 15", "more 1h30",
 		"PANIC", "help", "999", "ABORT dog loose", "CANCEL", "cancel aggressive parent",
-		"STATUS?", "ACK", "ACK 123", "RESOLVE 123 found safe", "30s", "VISIT 999h 9999 x",
+		"STATUS?", "ACK", "ACK 123", "RESOLVE 123 found safe", "in,4321", ", ,in ,", "30s", "VISIT 999h 9999 x",
 		"VISIT\u00a045\u3000x", "visit 1h 30", "  ", "?", "VISIT 45 \U0001F600 Elm", "VISIT \xff 45",
 	} {
 		f.Add(s)
