@@ -920,6 +920,9 @@ func ackAlert(st State, who string, now time.Time, p Policy) (Result, error) {
 
 func (d *decision) ack(a *Alert, who, by string) (Result, error) {
 	if a.State == AlertAcked && (a.Reason != ReasonOverdue || !a.HoldUntil.IsZero()) {
+		if d.tookIt(a, who) {
+			return Result{}, refuse(Conflict, "You already took charge of alert %s at %s. Nothing changed.", a.Code, d.w.at(a.AckedAt))
+		}
 		return Result{}, refuse(Conflict, "Alert %s was already taken by %s at %s. Nothing changed.", a.Code, a.AckedBy, d.w.at(a.AckedAt))
 	}
 	if a.AckedAt.IsZero() {
@@ -942,6 +945,16 @@ func (d *decision) ack(a *Alert, who, by string) (Result, error) {
 	}
 	d.r.Reply = d.w.Briefing(a, o, d.companionsOf(a), d.now)
 	return d.r, nil
+}
+
+// tookIt reports whether who, now asking to take charge of a, is the one who did. A
+// contact is known by phone: AckedBy is "Name (phone)", and the name on file may
+// have changed since.
+func (d *decision) tookIt(a *Alert, who string) bool {
+	if c := d.st.Contact; c != nil && c.Phone != "" {
+		return strings.HasSuffix(a.AckedBy, " ("+c.Phone+")")
+	}
+	return a.AckedBy == who
 }
 
 // ResolveAlert closes st.Alerts[0] with a note, for an API caller or a contact. An

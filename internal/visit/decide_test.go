@@ -1089,12 +1089,21 @@ func TestAckHold(t *testing.T) {
 	if !strings.Contains(r.Reply, "You have taken charge") {
 		t.Errorf("the ACKer's reply is not a briefing: %q", r.Reply)
 	}
-	// A second ACK while held is refused.
+	// A second ACK while held is refused, saying who took it; the one who did is
+	// told so, even after their name on file changed.
 	w.now = at("14:55")
-	_, err := w.sms(officePhone, "ACK")
-	if errKind(err) != Conflict || !strings.Contains(err.Error(), "already taken") {
-		t.Errorf("second ACK: %v, want a Conflict saying already taken", err)
+	_, err := w.sms(headPhone, "ACK")
+	if want := "Alert " + a.Code + " was already taken by School office (" + officePhone + ") at 14:52. Nothing changed."; errKind(err) != Conflict || err.Error() != want {
+		t.Errorf("ACK from another contact: %v, want a Conflict %q", err, want)
 	}
+	w.school.Contacts[ListOffice][0].Name = "Main office"
+	for _, text := range []string{"ACK", "ack " + a.Code} {
+		_, err = w.sms(officePhone, text)
+		if want := "You already took charge of alert " + a.Code + " at 14:52. Nothing changed."; errKind(err) != Conflict || err.Error() != want {
+			t.Errorf("%q again from the one who took charge: %v, want a Conflict %q", text, err, want)
+		}
+	}
+	w.school.Contacts[ListOffice][0].Name = "School office"
 	// Nothing while held, though managers' time (15:00) passes; at 15:07 every level
 	// due hears at once who took charge; then the ladder resumes: the police at
 	// their time, and every level reached again at the police's repeat (10 min)
@@ -1252,6 +1261,11 @@ func TestAPIAckAndResolve(t *testing.T) {
 		t.Errorf("AckAlert: %v, acked by %q, %d notes", err, w.alerts[a.ID].AckedBy, len(r.Messages))
 	}
 	st.Alerts = []*Alert{w.alerts[a.ID]}
+	// The same caller again is told it already took charge.
+	_, err = w.decide(st, func(st State) (Result, error) { return AckAlert(st, "office-pc", w.now, w.p) })
+	if want := "You already took charge of alert " + a.Code + " at 14:51. Nothing changed."; errKind(err) != Conflict || err.Error() != want {
+		t.Errorf("AckAlert twice: %v, want a Conflict %q", err, want)
+	}
 	if _, err := w.decide(st, func(st State) (Result, error) { return ResolveAlert(st, "office-pc", " ", w.now, w.p) }); errKind(err) != Invalid {
 		t.Errorf("ResolveAlert with no note: %v, want Invalid", err)
 	}
