@@ -240,17 +240,28 @@ func isUrgent(c visit.Command) bool {
 }
 
 // handleGather takes a keypress on an alert call (the <Gather> action): 1 takes
-// charge. The query (school, alert, to) is Vigil's own, inside the signed URL.
+// charge; any other key is told so, and the service is not asked. The query (school, alert, to) is Vigil's own, inside the signed URL.
 func (s *Server) handleGather(w http.ResponseWriter, r *http.Request) {
 	form, ok := s.twilioForm(w, r)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	said, err := s.o.Service.VoiceAck(r.Context(), q.Get("school"), q.Get("alert"), q.Get("to"), form.Get("Digits"))
-	if err != nil {
-		s.log.Error("keypress failed", "err", err)
-		said = "Sorry, Vigil could not record that. Please reply ACK to the text message instead."
+	var said string
+	switch digits := strings.TrimSpace(form.Get("Digits")); digits {
+	case "1":
+		var err error
+		said, err = s.o.Service.VoiceAck(r.Context(), q.Get("school"), q.Get("alert"), q.Get("to"), digits)
+		if err != nil {
+			s.log.Error("keypress failed", "err", err)
+			said = "Sorry, Vigil could not record that. Please reply ACK to the text message instead."
+		}
+	case "":
+		said = "No key was pressed. Nothing changed. To take charge, reply ACK to the text message. Goodbye."
+	default:
+		// Another key was pressed: saying none was would be untrue, and the contact
+		// may think the alert taken.
+		said = "Only the 1 key takes charge. Nothing changed. To take charge, reply ACK to the text message. Goodbye."
 	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	_, _ = io.WriteString(w, s.o.SayTwiML(said))

@@ -112,3 +112,60 @@ func TestWebhooksBeyondMaxInFlightWaitTheirTurn(t *testing.T) {
 		t.Fatalf("first answered %q", got)
 	}
 }
+
+// voiceService records the keypresses handed to it; the rest of web.Service is not
+// used.
+type voiceService struct {
+	web.Service
+	digits []string
+}
+
+func (v *voiceService) VoiceAck(_ context.Context, _, _, _, digits string) (string, error) {
+	v.digits = append(v.digits, digits)
+	return "You have taken charge.", nil
+}
+
+// On an alert call, 1 takes charge through the service. Any other key is told that
+// only 1 takes charge, not that no key was pressed, and takes nothing.
+func TestGatherKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		digits string
+		want   string // in what the call says
+		ack    bool   // handed to the service
+	}{
+		// 1 takes charge.
+		{"one", "1", "You have taken charge.", true},
+		// Another key is named as the wrong one.
+		{"two", "2", "Only the 1 key takes charge. Nothing changed.", false},
+		// So is the star key.
+		{"star", "*", "Only the 1 key takes charge. Nothing changed.", false},
+		// No key at all.
+		{"none", "", "No key was pressed. Nothing changed.", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			svc := &voiceService{}
+			srv := httptest.NewServer(web.New(web.Options{
+				Service: svc, Log: slog.New(slog.DiscardHandler),
+				SayTwiML: func(s string) string { return "<Response><Say>" + s + "</Say></Response>" },
+			}))
+			t.Cleanup(srv.Close)
+			res, err := http.PostForm(srv.URL+"/twilio/voice/gather?school=s1&alert=a1&to=%2B447700900201",
+				url.Values{"Digits": {tt.digits}, "CallSid": {"CA1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || !strings.Contains(string(b), tt.want) {
+				t.Errorf("Digits %q: %s %q, want it to say %q", tt.digits, res.Status, b, tt.want)
+			}
+			if got := len(svc.digits) > 0; got != tt.ack {
+				t.Errorf("Digits %q handed to the service: %v, want %v", tt.digits, got, tt.ack)
+			}
+		})
+	}
+}
