@@ -287,7 +287,8 @@ func officerCommand(st State, in Input, now time.Time, p Policy) (Result, error)
 		}
 		d.abort(st.Visit, in)
 	case VerbStatus:
-		d.r.Reply = d.w.Status(openOrNil(st.Visit), now)
+		v := openOrNil(st.Visit)
+		d.r.Reply = d.w.Status(v, now, v != nil && p.extendable(v, now))
 	case VerbAck, VerbResolve:
 		// Only a contact takes charge of an alert (the service routes a contact's ACK
 		// elsewhere): an officer's ACK, perhaps mistyped or from a borrowed phone, must

@@ -901,6 +901,46 @@ func TestStatusAndUnknownChangeNothing(t *testing.T) {
 	}
 }
 
+// STATUS through a visit's life: OVERDUE is said beside the due time (the alert
+// went at due + grace, not at the due time), and EXTEND is offered only while it
+// can add time.
+func TestStatusThroughAVisit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		visit  string
+		extend string // sent at 14:10, when set
+		at     string
+		want   string
+	}{
+		// Before the due time.
+		{"active", "VISIT 45 14 Elm Road", "", "14:20", "Open visit: 14 Elm Road, due back 14:45. Reply IN when safe or EXTEND 15."},
+		// Past the due time, within the grace: late, not yet alerted.
+		{"grace", "VISIT 45 14 Elm Road", "", "14:47", "Open visit: 14 Elm Road, due back 14:45, OVERDUE. Reply IN when safe or EXTEND 15."},
+		// Overdue, the alert out since 14:50.
+		{"overdue", "VISIT 45 14 Elm Road", "", "14:56", "Open visit: 14 Elm Road, due back 14:45, OVERDUE. Reply IN when safe or EXTEND 15."},
+		// Extended to the longest a visit may last (8h from 14:00).
+		{"at the cap", "VISIT 45 14 Elm Road", "EXTEND 9h", "20:00", "Open visit: 14 Elm Road, due back 22:00. It cannot be extended: reply IN when safe."},
+		// Overdue past the cap: EXTEND would be refused.
+		{"past the cap", "VISIT 8h 14 Elm Road", "", "22:30", "Open visit: 14 Elm Road, due back 22:00, OVERDUE. It cannot be extended: reply IN when safe."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.mustSMS(janePhone, tt.visit)
+			if tt.extend != "" {
+				w.now = at("14:10")
+				w.mustSMS(janePhone, tt.extend)
+			}
+			w.runTo(at(tt.at))
+			if got := w.mustSMS(janePhone, "STATUS").Reply; got != tt.want {
+				t.Errorf("STATUS at %s = %q, want %q", tt.at, got, tt.want)
+			}
+		})
+	}
+}
+
 // The whole ladder of an overdue visit nobody answers.
 func TestLadder(t *testing.T) {
 	t.Parallel()

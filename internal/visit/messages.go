@@ -120,16 +120,22 @@ func (w Writer) Extended(v *Visit, capped bool) string {
 	return fit("", s, " Reply IN when safe.")
 }
 
-// Status is the reply to STATUS. One segment.
-func (w Writer) Status(v *Visit, now time.Time) string {
+// Status is the reply to STATUS. One segment. A visit past its due time is
+// OVERDUE beside the due time, not "since" it: the alert goes only after the grace.
+// EXTEND is suggested only while it can still add time.
+func (w Writer) Status(v *Visit, now time.Time, extendable bool) string {
 	if v == nil {
 		return "No open visit. To start one: VISIT 45 14 Elm Road"
 	}
-	state := "due back"
+	state := fmt.Sprintf(", due back %s.", w.at(v.DueAt))
 	if v.State == StateOverdue || now.After(v.DueAt) {
-		state = "OVERDUE since"
+		state = fmt.Sprintf(", due back %s, OVERDUE.", w.at(v.DueAt))
 	}
-	return fit("Open visit: ", v.Destination, fmt.Sprintf(", %s %s. Reply IN when safe or EXTEND 15.", state, w.at(v.DueAt)))
+	tail := " Reply IN when safe or EXTEND 15."
+	if !extendable {
+		tail = " It cannot be extended: reply IN when safe."
+	}
+	return fit("Open visit: ", v.Destination, state+tail)
 }
 
 // Help is the reply to anything not understood.

@@ -130,6 +130,7 @@ func scenarios(t *testing.T, dest string) []text {
 	w.now = at("14:30")
 	add("extended", "reply", w.mustSMS(janePhone, "EXTEND 15").Reply)
 	add("extended_capped", "reply", w.mustSMS(janePhone, "EXTEND 9h").Reply)
+	add("status_capped", "reply", w.mustSMS(janePhone, "STATUS").Reply)
 	w.now = at("14:40")
 	r = w.mustSMS(janePhone, "ABORT aggressive dog at the gate")
 	add("abort_reply", "reply", r.Reply)

@@ -37,6 +37,13 @@ func (p Policy) reminderAt(v *Visit) time.Time {
 // overdueAt is when an unanswered visit raises its alert.
 func (p Policy) overdueAt(v *Visit) time.Time { return v.DueAt.Add(p.Grace) }
 
+// extendable reports whether EXTEND can still move v's due time later at now: not
+// once the due time, or now, has reached started_at + max_duration.
+func (p Policy) extendable(v *Visit, now time.Time) bool {
+	limit := v.StartedAt.Add(p.MaxDuration)
+	return v.DueAt.Before(limit) && now.Before(limit)
+}
+
 // levelReachedBy is the highest level whose After has passed at now (0 at least).
 func (p Policy) levelReachedBy(a *Alert, now time.Time) int {
 	lvl := 0
