@@ -888,7 +888,7 @@ func (d *decision) pick(code, verb string) (*Alert, error) {
 	case 1:
 		return clone(open[0]), nil
 	}
-	return nil, refuse(Conflict, "Several alerts are open: %s.", d.choices(verb, open))
+	return nil, refuse(Conflict, "Several alerts are open: %s. Nothing changed.", d.choices(verb, open))
 }
 
 // choices names the alerts for a contact to pick from: "ACK 1234 (Jane Doe), ...".

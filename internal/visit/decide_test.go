@@ -1214,16 +1214,19 @@ func TestAckPicksAmongSeveral(t *testing.T) {
 	if len(alerts) != 2 {
 		t.Fatalf("%d open alerts, want 2", len(alerts))
 	}
-	_, err := w.sms(officePhone, "ACK")
-	if errKind(err) != Conflict {
-		t.Fatalf("ACK with two open: %v, want Conflict", err)
-	}
-	for _, a := range alerts {
-		if !strings.Contains(err.Error(), "ACK "+a.Code) {
-			t.Errorf("refusal %q does not list ACK %s", err, a.Code)
+	// Without a code, ACK and RESOLVE list the alerts and say nothing changed.
+	for _, verb := range []string{"ACK", "RESOLVE"} {
+		_, err := w.sms(officePhone, verb)
+		want := fmt.Sprintf("Several alerts are open: %s %s (%s), %s %s (%s). Nothing changed.",
+			verb, alerts[0].Code, w.officers[alerts[0].Officer].Name, verb, alerts[1].Code, w.officers[alerts[1].Officer].Name)
+		if errKind(err) != Conflict || err.Error() != want {
+			t.Errorf("%s with two open: %v, want a Conflict %q", verb, err, want)
 		}
 	}
-	_, err = w.sms(officePhone, "ACK 999999")
+	if len(w.openAlerts()) != 2 || w.alerts[alerts[0].ID].State != AlertOpen || w.alerts[alerts[1].ID].State != AlertOpen {
+		t.Fatalf("ACK or RESOLVE with two open changed an alert")
+	}
+	_, err := w.sms(officePhone, "ACK 999999")
 	if errKind(err) != NotFound {
 		t.Errorf("ACK with an unknown code: %v, want NotFound", err)
 	}
