@@ -181,44 +181,158 @@ type PhoneRole struct {
 
 // SyncDirectory upserts the provisioned schools and officers, drops provisioned
 // entries that left the file, and rebuilds the phone index from the whole directory.
+//
+// What is under way is never cut off by an edit of the file: an officer on an open
+// visit (as its officer or a companion) or with an open alert is not dropped and not
+// moved to another school until it is closed, and a school that still has officers,
+// open visits or open alerts is not dropped. Each is logged as a warning and applied
+// at the next start or SIGHUP after it closes. (Dropping them did: the officer's
+// PANIC and IN were answered as from an unknown number, and the open alert's
+// next rounds said neither their name nor their phone.)
 func (s *Store) SyncDirectory(ctx context.Context, schools []visit.School, officers []visit.Officer) error {
 	return s.reindexAfter(ctx, s.syncEntries(ctx, schools, officers))
 }
 
 func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officers []visit.Officer) error {
-	keepS := map[string]bool{}
+	offs, err := s.Officers(ctx)
+	if err != nil {
+		return err
+	}
+	stored := map[string]visit.Officer{}
+	for _, o := range offs {
+		stored[o.ID] = o
+	}
+	busy := busyOfficers{s: s, of: map[string]map[string]string{}}
 	for _, sc := range schools {
-		keepS[sc.ID] = true
 		if err := s.putSchool(ctx, sc); err != nil {
 			return err
 		}
 	}
-	keepO := map[string]bool{}
+	// schoolOf is where each officer is once the sync is done.
+	schoolOf := map[string]string{}
 	for _, o := range officers {
-		keepO[o.ID] = true
+		if old, ok := stored[o.ID]; ok && old.School != o.School {
+			why, err := busy.get(ctx, old.School, o.ID)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				s.log.Warn("officer not moved to another school: "+why+"; the move is made at the next reload after it closes",
+					"officer", o.ID, "school", old.School, "new_school", o.School)
+				o.School = old.School
+			}
+		}
 		if err := s.putOfficer(ctx, o); err != nil {
 			return err
 		}
+		schoolOf[o.ID] = o.School
+	}
+	for _, o := range offs {
+		if _, inFile := schoolOf[o.ID]; inFile {
+			continue
+		}
+		if o.Provisioned {
+			why, err := busy.get(ctx, o.School, o.ID)
+			if err != nil {
+				return err
+			}
+			if why == "" {
+				if err := s.rdb.HDel(ctx, s.k.officers(), o.ID).Err(); err != nil {
+					return err
+				}
+				continue
+			}
+			s.log.Warn("officer left the configuration but is kept: "+why+"; they are removed at the next reload after it closes",
+				"officer", o.ID, "school", o.School)
+		}
+		schoolOf[o.ID] = o.School // kept, or made through the API
+	}
+	inFile := map[string]bool{}
+	for _, sc := range schools {
+		inFile[sc.ID] = true
 	}
 	all, err := s.Schools(ctx)
 	if err != nil {
 		return err
 	}
 	for _, sc := range all {
-		if sc.Provisioned && !keepS[sc.ID] {
-			s.rdb.HDel(ctx, s.k.schools(), sc.ID)
+		if !sc.Provisioned || inFile[sc.ID] {
+			continue
 		}
-	}
-	offs, err := s.Officers(ctx)
-	if err != nil {
-		return err
-	}
-	for _, o := range offs {
-		if o.Provisioned && !keepO[o.ID] {
-			s.rdb.HDel(ctx, s.k.officers(), o.ID)
+		open, err := busy.school(ctx, sc.ID)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, school := range schoolOf {
+			if school == sc.ID {
+				n++
+			}
+		}
+		if n > 0 || open {
+			s.log.Warn("school left the configuration but is kept: it still has officers, open visits or open alerts; it is removed at the next reload after they are gone",
+				"school", sc.ID, "officers", n)
+			continue
+		}
+		if err := s.rdb.HDel(ctx, s.k.schools(), sc.ID).Err(); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// busyOfficers says, school by school (read once each), which officers have work
+// under way: an open visit, as its officer or a companion, or an open alert.
+type busyOfficers struct {
+	s  *Store
+	of map[string]map[string]string // school -> officer -> why
+}
+
+func (b busyOfficers) read(ctx context.Context, school string) (map[string]string, error) {
+	if m, ok := b.of[school]; ok {
+		return m, nil
+	}
+	m := map[string]string{}
+	vs, err := b.s.OpenVisits(ctx, []string{school})
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		m[v.Officer] = "on visit " + v.ID
+		for _, c := range v.Companions {
+			m[c] = "companion on visit " + v.ID
+		}
+	}
+	as, err := b.s.ListAlerts(ctx, []string{school}, true, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range as {
+		if _, ok := m[a.Officer]; !ok {
+			m[a.Officer] = "alert " + a.Code + " open"
+		}
+	}
+	b.of[school] = m
+	return m, nil
+}
+
+// get is why officer (of school) may not leave it now, "" when nothing is under way.
+func (b busyOfficers) get(ctx context.Context, school, officer string) (string, error) {
+	m, err := b.read(ctx, school)
+	return m[officer], err
+}
+
+// OfficerBusy says why officer, of school, may not be removed or moved to another
+// school now — "on visit <id>", "companion on visit <id>", "alert <code> open" — or
+// "" when nothing of theirs is under way.
+func (s *Store) OfficerBusy(ctx context.Context, school, officer string) (string, error) {
+	return busyOfficers{s: s, of: map[string]map[string]string{}}.get(ctx, school, officer)
+}
+
+// school reports whether school has open visits or alerts.
+func (b busyOfficers) school(ctx context.Context, school string) (bool, error) {
+	m, err := b.read(ctx, school)
+	return len(m) > 0, err
 }
 
 // PutSchool creates or replaces a school. The phone index is left alone: call

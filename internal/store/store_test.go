@@ -282,3 +282,102 @@ func TestCommitAnnouncesOnlySoonerWork(t *testing.T) {
 		}
 	}
 }
+
+// A sync never cuts off work under way: an officer on an open visit stays in the
+// directory and in their school though the file dropped or moved them, and so does a
+// school with open work or officers left in it; each goes at the first sync after.
+func TestSyncDirectoryLeavesWorkUnderWayAlone(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	school := func(id, phone string) visit.School {
+		return visit.School{ID: id, Name: id, Provisioned: true,
+			Contacts: map[string][]visit.Contact{"office": {{Name: "Office " + id, Phone: phone}}}}
+	}
+	s1, s2 := school("s1", "+441632960001"), school("s2", "+441632960002")
+	jane := visit.Officer{ID: "jdoe", Name: "Jane Doe", Phone: "+447700900101", School: "s1", Provisioned: true}
+	alex := visit.Officer{ID: "asmith", Name: "Alex Smith", Phone: "+447700900102", School: "s1", Provisioned: true}
+	kim := visit.Officer{ID: "kb", Name: "Kim Brown", Phone: "+447700900103", School: "s2", Provisioned: true}
+	if err := s.SyncDirectory(ctx, []visit.School{s1, s2}, []visit.Officer{jane, alex, kim}); err != nil {
+		t.Fatal(err)
+	}
+	// Jane is on a visit in s1; Kim, in s2, has nothing open.
+	if err := s.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{openVisit("v1")}},
+		OfficerStates: map[string]visit.OfficerState{"jdoe": {OpenVisit: "v1"}}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	where := func(id string) string {
+		t.Helper()
+		o, err := s.Officer(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return "gone"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.School
+	}
+	hasSchool := func(id string) bool {
+		t.Helper()
+		_, err := s.School(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	// The file moves Jane and Alex to s2 and drops s1 and Kim.
+	janeMoved, alexMoved := jane, alex
+	janeMoved.School, alexMoved.School = "s2", "s2"
+	if err := s.SyncDirectory(ctx, []visit.School{s2}, []visit.Officer{janeMoved, alexMoved}); err != nil {
+		t.Fatal(err)
+	}
+	if got := where("jdoe"); got != "s1" {
+		t.Errorf("Jane, on a visit in s1, is in %s after the file moved her, want s1 until it closes", got)
+	}
+	if got := where("asmith"); got != "s2" {
+		t.Errorf("Alex, with nothing open, is in %s, want s2", got)
+	}
+	if got := where("kb"); got != "gone" {
+		t.Errorf("Kim, with nothing open, is in %s after the file dropped her, want gone", got)
+	}
+	if !hasSchool("s1") {
+		t.Error("s1, with a visit open, was dropped")
+	}
+	roles, err := s.PhoneRoles(ctx, jane.Phone)
+	if err != nil || len(roles) != 1 || roles[0].School != "s1" {
+		t.Errorf("Jane's phone = %+v %v, want her in s1", roles, err)
+	}
+
+	// The file now drops Jane too, while her visit is still open.
+	if err := s.SyncDirectory(ctx, []visit.School{s2}, []visit.Officer{alexMoved}); err != nil {
+		t.Fatal(err)
+	}
+	if got := where("jdoe"); got != "s1" {
+		t.Errorf("Jane, on a visit, is %s after the file dropped her, want kept in s1", got)
+	}
+
+	// Once the visit is closed, the next sync applies the file.
+	sn := s.Begin("s1")
+	v, err := sn.Visit(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.OfficerState(ctx, "jdoe"); err != nil {
+		t.Fatal(err)
+	}
+	v.State, v.Outcome, v.ClosedAt = visit.StateClosed, visit.OutcomeSafe, t0.Add(time.Minute)
+	if err := sn.Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{v}},
+		OfficerStates: map[string]visit.OfficerState{"jdoe": {LastVisit: "v1"}}, Now: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncDirectory(ctx, []visit.School{s2}, []visit.Officer{alexMoved}); err != nil {
+		t.Fatal(err)
+	}
+	if got := where("jdoe"); got != "gone" {
+		t.Errorf("Jane after her visit closed is %s, want gone", got)
+	}
+	if hasSchool("s1") {
+		t.Error("s1, with nothing open and no officer left, was kept")
+	}
+}

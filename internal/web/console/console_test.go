@@ -357,7 +357,7 @@ func TestOfficerAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, _ = b.post("/admin/officers/priya-patel/delete", url.Values{})
-	contains(t, "removing an officer on a visit", b.follow(res), "is on a visit")
+	contains(t, "removing an officer on a visit", b.follow(res), "is busy (on visit ")
 
 	// Every change is in the audit trail, without the duress code.
 	_, page = b.get("/admin/audit")

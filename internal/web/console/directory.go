@@ -27,7 +27,7 @@ type DirectoryStore interface {
 	PutOfficer(ctx context.Context, o visit.Officer) error
 	DeleteOfficer(ctx context.Context, id string) error
 	ReindexPhones(ctx context.Context) error
-	OpenVisits(ctx context.Context, schools []string) ([]*visit.Visit, error)
+	OfficerBusy(ctx context.Context, school, officer string) (string, error)
 	AppendAudit(ctx context.Context, school string, e visit.Event) error
 	QueueMessage(ctx context.Context, m visit.Message, now time.Time) error
 }
@@ -174,10 +174,10 @@ func (d *Directory) PutOfficer(ctx context.Context, by string, o visit.Officer, 
 		}
 	}
 	if !created && old.School != o.School {
-		if v, err := d.openVisit(ctx, old.School, o.ID); err != nil {
+		if why, err := d.st.OfficerBusy(ctx, old.School, o.ID); err != nil {
 			return o, false, err
-		} else if v != nil {
-			return o, false, conflict(old.Name + " has a visit open: close it before moving them to another school")
+		} else if why != "" {
+			return o, false, conflict(old.Name + " is busy (" + why + "): close it before moving them to another school")
 		}
 	}
 	duress := "no duress code"
@@ -232,36 +232,17 @@ func (d *Directory) DeleteOfficer(ctx context.Context, by, id string) error {
 	if o.Provisioned {
 		return conflict("officer " + id + " comes from the configuration file: remove them there")
 	}
-	v, err := d.openVisit(ctx, o.School, id)
+	why, err := d.st.OfficerBusy(ctx, o.School, id)
 	if err != nil {
 		return err
 	}
-	if v != nil {
-		return conflict(o.Name + " is on a visit (" + v.ID + "): close it before removing them")
+	if why != "" {
+		return conflict(o.Name + " is busy (" + why + "): close it before removing them")
 	}
 	if err := d.st.DeleteOfficer(ctx, id); err != nil {
 		return err
 	}
 	return d.audit(ctx, o.School, "officer_deleted", by, fmt.Sprintf("%s (%s), %s", o.Name, o.ID, o.Phone))
-}
-
-// openVisit is the open visit an officer is on (as officer or companion), if any.
-func (d *Directory) openVisit(ctx context.Context, school, officer string) (*visit.Visit, error) {
-	vs, err := d.st.OpenVisits(ctx, []string{school})
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range vs {
-		if v.Officer == officer {
-			return v, nil
-		}
-		for _, c := range v.Companions {
-			if c == officer {
-				return v, nil
-			}
-		}
-	}
-	return nil, nil
 }
 
 // PutSchool creates or replaces a school and its contact lists (each list in the

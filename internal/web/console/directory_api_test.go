@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/vigil-safety/vigil/internal/service"
 )
 
 // apiCall sends one directory API request with an admin token and decodes the
@@ -96,5 +98,33 @@ func TestDirectoryAPIErrorsNameJSONFields(t *testing.T) {
 		if strings.Contains(msg, "mobile") || strings.Contains(msg, `"12"`) {
 			t.Errorf("PUT %s: error %q names mobile or quotes the duress code", tc.path, msg)
 		}
+	}
+}
+
+// An officer with an open alert and no visit (a PANIC between visits) is not removed
+// or moved through the API until it is resolved: the alert's rounds name them.
+func TestDirectoryAPIKeepsAnOfficerWithAnOpenAlert(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if code, out := e.apiCall("PUT", "/api/v1/schools/oak", `{"name":"Oak Academy","contacts":{"office":[{"name":"Oak office","phone":"+441632960003"}]}}`); code != http.StatusCreated {
+		t.Fatalf("PUT school: %d %v", code, out)
+	}
+	if code, out := e.apiCall("PUT", "/api/v1/officers/kb", `{"name":"Kim Brown","phone":"+447700900555","school":"bishop-lonsdale"}`); code != http.StatusCreated {
+		t.Fatalf("PUT officer: %d %v", code, out)
+	}
+	if _, err := e.app.Service().HandleSMS(t.Context(), service.InboundSMS{From: "+447700900555", Body: "PANIC", SID: "SMpanic"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, body string }{
+		{"DELETE", ""},
+		{"PUT", `{"name":"Kim Brown","phone":"+447700900555","school":"oak"}`},
+	} {
+		code, out := e.apiCall(tc.method, "/api/v1/officers/kb", tc.body)
+		if msg, _ := out["error"].(string); code != http.StatusConflict || !strings.Contains(msg, "is busy (alert ") {
+			t.Errorf("%s officer with a panic open: %d %v, want 409 saying the alert is open", tc.method, code, out)
+		}
+	}
+	if o, err := e.store.Officer(t.Context(), "kb"); err != nil || o.School != "bishop-lonsdale" {
+		t.Errorf("officer after the refused requests: %+v %v, want kept in bishop-lonsdale", o, err)
 	}
 }
