@@ -157,8 +157,9 @@ func Load(path string, env []string) (*Config, error) {
 
 // withValidation adds to the problems of a file that did not decode the ones
 // Validate finds in the rest of it, so that one run names every bad key. A key
-// that did not decode was left at its zero value: what Validate says of it, or
-// of another key by comparison with it, is left out.
+// that did not decode was left at its zero value: what Validate says of it, of
+// another key by comparison with it, or of a key holding it (a school's contacts,
+// one of which did not decode) is left out.
 func withValidation(c *Config, decoded []error) []error {
 	var bad []string
 	for _, e := range decoded {
@@ -171,11 +172,17 @@ func withValidation(c *Config, decoded []error) []error {
 	}
 	all := decoded
 	for _, e := range joined.Unwrap() {
-		if !slices.ContainsFunc(bad, func(path string) bool { return mentions(e.Error(), path) }) {
+		at, _, _ := strings.Cut(e.Error(), ": ")
+		if !slices.ContainsFunc(bad, func(path string) bool { return mentions(e.Error(), path) || holds(at, path) }) {
 			all = append(all, e)
 		}
 	}
 	return all
+}
+
+// holds reports whether the key at outer holds the key path (outer.x, outer[0]).
+func holds(outer, path string) bool {
+	return strings.HasPrefix(path, outer+".") || strings.HasPrefix(path, outer+"[")
 }
 
 // mentions reports whether line names the key path, or a key inside it: path

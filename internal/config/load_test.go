@@ -310,6 +310,18 @@ func TestLoadNamesDecodeAndValidationProblemsAtOnce(t *testing.T) {
 	}
 }
 
+// A misspelt key inside a contact is named, and the school is not also said to have
+// no contact (its list did not decode, so what it holds is unknown).
+func TestLoadSaysNothingOfTheContainerOfAKeyThatDidNotDecode(t *testing.T) {
+	t.Parallel()
+	yaml := strings.Replace(directoryYAML, `office: [{ name: Office, phone: "01332 000001" }]`,
+		`office: [{ name: Office, phone: "01332 000001", phnoe: 1 }]`, 1)
+	_, err := Load(writeConfig(t, yaml), nil)
+	if err == nil || err.Error() != "directory.schools[0].contacts.office[0].phnoe: unknown key" {
+		t.Errorf("error %v, want only the unknown key named", err)
+	}
+}
+
 func TestLoadFileErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
