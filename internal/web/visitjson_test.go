@@ -47,15 +47,23 @@ func (visitService) VisitCommand(context.Context, string, string, visit.Command)
 	return &v, nil
 }
 
+// officeServer serves the API over svc to one token, officeToken, of the office
+// role.
+func officeServer(t *testing.T, svc web.Service) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(web.New(web.Options{
+		Service: svc, Log: slog.New(slog.DiscardHandler),
+		Tokens: []web.Token{{Name: "office-pc", Role: web.RoleOffice, SHA256: web.HashToken(officeToken)}},
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // Every visit the API shows has its kind (SPEC §4): null when it was opened without
 // one, the kind when it was.
 func TestVisitJSONAlwaysHasKind(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(web.New(web.Options{
-		Service: visitService{}, Log: slog.New(slog.DiscardHandler),
-		Tokens: []web.Token{{Name: "office-pc", Role: web.RoleOffice, SHA256: web.HashToken(officeToken)}},
-	}))
-	t.Cleanup(srv.Close)
+	srv := officeServer(t, visitService{})
 	call := func(method, path, body string) []byte {
 		t.Helper()
 		res, b := send(t, srv, method, path, officeToken, body)

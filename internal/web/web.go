@@ -334,12 +334,13 @@ func (s *Server) api(role string, h apiFunc) http.HandlerFunc {
 }
 
 func (s *Server) authenticate(r *http.Request) (Token, bool) {
-	h := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || secret == "" {
+	// The scheme word is not case-sensitive (RFC 7235): "bearer x" is "Bearer x".
+	scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	secret = strings.TrimSpace(secret)
+	if !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return Token{}, false
 	}
-	sum := HashToken(strings.TrimSpace(secret))
+	sum := HashToken(secret)
 	var found Token
 	match := 0
 	for _, t := range s.o.Tokens {
