@@ -106,15 +106,19 @@ func EnvName(key string) string {
 // Environment variables are taken from env, never from the process, so callers and
 // tests choose what is seen. Only variables naming a known scalar or string-list
 // key are applied (lists are comma-separated: VIGIL_ESCALATION_PANIC_LEVELS=office,police);
-// an empty value counts as unset, as in viper. Other VIGIL_* variables are ignored.
+// an empty value counts as unset, as in viper. One naming a list of mappings
+// (VIGIL_API_TOKENS) is an error; other VIGIL_* variables are ignored.
 func Load(path string, env []string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
-	known := map[string]string{} // env name → key
+	known := map[string]string{}    // env name → key
+	fileOnly := map[string]string{} // env name → key that one variable cannot express
 	for _, s := range settings() {
 		v.SetDefault(s.key, s.def)
 		if s.env {
 			known[EnvName(s.key)] = s.key
+		} else {
+			fileOnly[EnvName(s.key)] = s.key
 		}
 	}
 
@@ -128,8 +132,16 @@ func Load(path string, env []string) (*Config, error) {
 		}
 	}
 
+	// A variable set for a key that comes from the file only is refused, not
+	// ignored: a deployment that meant to set its tokens or ladder that way would
+	// otherwise run on the file's (or the defaults) without a word.
+	var envProblems []error
 	for _, kv := range env {
 		name, value, ok := strings.Cut(kv, "=")
+		if key, fo := fileOnly[name]; ok && fo && value != "" {
+			envProblems = append(envProblems, fmt.Errorf("%s: cannot be set by an environment variable (%s is set): a list of mappings comes from the file only", key, name))
+			continue
+		}
 		key, isKnown := known[name]
 		if !ok || !isKnown || value == "" {
 			continue
@@ -147,10 +159,10 @@ func Load(path string, env []string) (*Config, error) {
 		)
 	})
 	if err != nil {
-		return nil, errors.Join(withValidation(&c, decodeProblems(err))...)
+		return nil, errors.Join(append(envProblems, withValidation(&c, decodeProblems(err))...)...)
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if err := c.Validate(); err != nil || len(envProblems) > 0 {
+		return nil, errors.Join(append(envProblems, err)...)
 	}
 	return &c, nil
 }

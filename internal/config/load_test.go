@@ -225,6 +225,15 @@ func TestLoadRefuses(t *testing.T) {
 		// A number without a unit from the environment too.
 		{"bare number from env", "", []string{"VIGIL_VISITS_GRACE=300"},
 			[]string{`visits.grace: "300" is not a duration`}},
+		// A list of mappings cannot come from one variable: refused, not ignored,
+		// with the rest of the file checked in the same run.
+		{"file-only keys from env", "visits:\n  grace: 5x\n", []string{"VIGIL_API_TOKENS=office:secret", "VIGIL_ESCALATION_LEVELS=office", "VIGIL_DIRECTORY_OFFICERS=x"},
+			[]string{"api.tokens: cannot be set by an environment variable (VIGIL_API_TOKENS is set)",
+				"escalation.levels: cannot be set by an environment variable",
+				"directory.officers: cannot be set by an environment variable",
+				`visits.grace: "5x" is not a duration`}},
+		{"file-only key from env, file valid", "", []string{"VIGIL_DIRECTORY_SCHOOLS=x"},
+			[]string{"directory.schools: cannot be set by an environment variable"}},
 		// An unquoted number where a string is meant: YAML reads 0123 as octal.
 		{"unquoted duress code", strings.Replace(directoryYAML, `"0123"`, "0123", 1), nil,
 			[]string{"directory.officers[0].duress_code: must be a string"}},
