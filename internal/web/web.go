@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -390,17 +391,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+// decode reads a JSON body strictly: unknown fields and trailing data are errors,
+// and a body over maxBody (api sets the limit) is 413, wherever the limit falls.
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest("bad JSON body: " + err.Error())
+		return bodyError(err)
 	}
-	if dec.More() {
+	// Only white space may follow, to the end: reading it also finds a body that
+	// goes over the limit after the value.
+	switch _, err := dec.Token(); {
+	case err == io.EOF:
+		return nil
+	case err == nil:
 		return badRequest("bad JSON body: more than one value")
+	default:
+		return bodyError(err)
 	}
-	return nil
+}
+
+// bodyError is the answer to a body that could not be read as JSON.
+func bodyError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over the limit of %d KiB", maxBody>>10)}
+	}
+	return badRequest("bad JSON body: " + err.Error())
 }
 
 // parseDuration reads an API duration: Go syntax ("45m", "1h30m") or the SMS forms.
