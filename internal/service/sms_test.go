@@ -196,12 +196,12 @@ func TestRepeatedResolveFromContactOfTwoSchools(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.sms(t, janePhone, "PANIC", "SM-panic-1")
-	first := r.sms(t, officePhone, "RESOLVE", "SM-resolve")
+	first := r.sms(t, officePhone, "RESOLVE found safe", "SM-resolve")
 	if open, _ := r.st.ListAlerts(ctx, []string{"s1"}, true, 0); len(open) != 0 {
 		t.Fatalf("RESOLVE answered %q and left %+v open", first, open)
 	}
 	r.sms(t, bob.Phone, "PANIC", "SM-panic-2")
-	if again := r.sms(t, officePhone, "RESOLVE", "SM-resolve"); again != first {
+	if again := r.sms(t, officePhone, "RESOLVE found safe", "SM-resolve"); again != first {
 		t.Errorf("repeated RESOLVE answered %q, first %q", again, first)
 	}
 	if open, err := r.st.ListAlerts(ctx, []string{"s2"}, true, 0); err != nil || len(open) != 1 {

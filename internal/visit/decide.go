@@ -849,9 +849,11 @@ func contactCommand(st State, in Input, now time.Time, p Policy) (Result, error)
 		if err != nil {
 			return Result{}, err
 		}
-		note := in.Cmd.Reason
+		note := strings.TrimSpace(in.Cmd.Reason)
 		if note == "" {
-			note = "no note"
+			// As the API and the console: the record says how the officer was
+			// found, or the alert stays open.
+			return Result{}, refuse(Invalid, "Say how the officer was found, e.g. RESOLVE %s found safe at home. Nothing changed.", a.Code)
 		}
 		d.resolveWithVisit(a, in.By, fmt.Sprintf("resolved by %s: %s", st.Contact.Name, note))
 		d.r.Reply = GSM(fmt.Sprintf("Alert %s resolved. ALL CLEAR sent.", a.Code))

@@ -811,6 +811,14 @@ func TestDuress(t *testing.T) {
 	if got, want := phones(sentOnly(ms), KindAlert), []string{officePhone, headPhone, deputyPhone, policePhone}; !slices.Equal(got, want) {
 		t.Errorf("duress repeat after ACK to %v, want %v", got, want)
 	}
+	// A RESOLVE that does not say how the officer was found changes nothing, as
+	// in the API: the record must say it.
+	for _, text := range []string{"RESOLVE", "RESOLVE " + duress.Code, "resolve " + duress.Code + " ."} {
+		_, err := w.sms(headPhone, text)
+		if want := "Say how the officer was found, e.g. RESOLVE " + duress.Code + " found safe at home. Nothing changed."; errKind(err) != Invalid || err.Error() != want || !w.alerts[duress.ID].Open() {
+			t.Errorf("%q: %v, alert open %v; want Invalid %q and the alert open", text, err, w.alerts[duress.ID].Open(), want)
+		}
+	}
 	// A contact resolves it.
 	r = w.mustSMS(headPhone, "RESOLVE found safe at the house")
 	if w.alerts[duress.ID].Open() {
