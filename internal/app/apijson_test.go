@@ -42,6 +42,19 @@ func TestAPIFieldsPresentBeforeTheyHaveAValue(t *testing.T) {
 	if by, _ := acked["acked_by"].(string); by == "" || acked["acked_at"] == nil || acked["resolved_at"] != nil {
 		t.Errorf("acked alert: acked_by %v, acked_at %v, resolved_at %v", acked["acked_by"], acked["acked_at"], acked["resolved_at"])
 	}
+	// A PANIC with no visit open: its alert's visit_id is there, null.
+	contains(t, "PANIC reply", e.sms(d, alexPhone, "PANIC"), "School office")
+	if code := e.api(d, "GET", "/api/v1/alerts?state=open", officeToken, "", &alerts); code != http.StatusOK || len(alerts.Alerts) != 2 {
+		t.Fatalf("GET /api/v1/alerts?state=open: %d, %d alerts, want 2", code, len(alerts.Alerts))
+	}
+	for _, x := range alerts.Alerts {
+		if x["reason"] != "panic" {
+			continue
+		}
+		if v, ok := x["visit_id"]; !ok || v != nil {
+			t.Errorf("panic alert without a visit: visit_id = %v (present %v), want null", v, ok)
+		}
+	}
 }
 
 // A visit the office opens through the API goes overdue: its alert does not quote

@@ -114,6 +114,7 @@ func visitJSON(v *visit.Visit, withEvents bool) apiVisit {
 // alert are always there, null until the alert is acknowledged or resolved.
 type apiAlert struct {
 	*visit.Alert
+	VisitID    *string    `json:"visit_id"` // null for a PANIC with no visit open
 	AckedBy    *string    `json:"acked_by"`
 	AckedAt    *time.Time `json:"acked_at"`
 	ResolvedAt *time.Time `json:"resolved_at"`
@@ -121,7 +122,7 @@ type apiAlert struct {
 }
 
 func alertJSON(a *visit.Alert) apiAlert {
-	return apiAlert{Alert: a, AckedBy: orNullString(a.AckedBy), AckedAt: orNull(a.AckedAt),
+	return apiAlert{Alert: a, VisitID: orNullString(a.VisitID), AckedBy: orNullString(a.AckedBy), AckedAt: orNull(a.AckedAt),
 		ResolvedAt: orNull(a.ResolvedAt), Resolution: orNullString(a.Resolution)}
 }
 
