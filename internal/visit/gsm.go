@@ -19,19 +19,105 @@ var gsmReplacements = strings.NewReplacer(
 	"\u2026", "...", "\u00a0", " ", "\t", " ",
 )
 
+// gsmLetters maps a Latin letter outside the alphabet to the letters it is read as
+// without its accents (the letter Unicode decomposes it into, or its usual spelling
+// for the few that do not decompose: Ł, Đ, Œ, Þ). Made once from gsmUnaccented.
+var gsmLetters = func() map[rune]string {
+	m := map[rune]string{}
+	for _, x := range gsmUnaccented {
+		for _, r := range x.from {
+			m[r] = x.to
+		}
+	}
+	return m
+}()
+
+// gsmUnaccented lists, for each plain spelling, the letters (Latin-1, Latin
+// Extended-A and -B, Latin Extended Additional) read as it; those the alphabet has
+// (é, ñ, ü, Å ...) are not here and stay as they are.
+var gsmUnaccented = []struct{ to, from string }{
+	{"A", "ÀÁÂÃĀĂĄǍǞǠǺȀȂȦḀẠẢẤẦẨẪẬẮẰẲẴẶ"},
+	{"B", "ḂḄḆ"},
+	{"C", "ĆĈĊČḈ"},
+	{"D", "ĎḊḌḎḐḒĐ"},
+	{"E", "ÈÊËĒĔĖĘĚȄȆȨḔḖḘḚḜẸẺẼẾỀỂỄỆ"},
+	{"F", "Ḟ"},
+	{"G", "ĜĞĠĢǦǴḠ"},
+	{"H", "ĤȞḢḤḦḨḪĦ"},
+	{"I", "ÌÍÎÏĨĪĬĮİǏȈȊḬḮỈỊ"},
+	{"J", "Ĵ"},
+	{"K", "ĶǨḰḲḴ"},
+	{"L", "ĹĻĽḶḸḺḼŁ"},
+	{"M", "ḾṀṂ"},
+	{"N", "ŃŅŇǸṄṆṈṊ"},
+	{"O", "ÒÓÔÕŌŎŐƠǑǪǬȌȎȪȬȮȰṌṎṐṒỌỎỐỒỔỖỘỚỜỞỠỢ"},
+	{"OE", "Œ"},
+	{"P", "ṔṖ"},
+	{"R", "ŔŖŘȐȒṘṚṜṞ"},
+	{"S", "ŚŜŞŠȘṠṢṤṦṨ"},
+	{"T", "ŢŤȚṪṬṮṰ"},
+	{"Th", "Þ"},
+	{"U", "ÙÚÛŨŪŬŮŰŲƯǓǕǗǙǛȔȖṲṴṶṸṺỤỦỨỪỬỮỰ"},
+	{"V", "ṼṾ"},
+	{"W", "ŴẀẂẄẆẈ"},
+	{"X", "ẊẌ"},
+	{"Y", "ÝŶŸȲẎỲỴỶỸ"},
+	{"Z", "ŹŻŽẐẒẔ"},
+	{"a", "áâãāăąǎǟǡǻȁȃȧḁạảấầẩẫậắằẳẵặ"},
+	{"b", "ḃḅḇ"},
+	{"c", "çćĉċčḉ"},
+	{"d", "ďḋḍḏḑḓđð"},
+	{"e", "êëēĕėęěȅȇȩḕḗḙḛḝẹẻẽếềểễệ"},
+	{"f", "ḟ"},
+	{"g", "ĝğġģǧǵḡ"},
+	{"h", "ĥȟḣḥḧḩḫẖħ"},
+	{"i", "íîïĩīĭįǐȉȋḭḯỉịı"},
+	{"j", "ĵǰ"},
+	{"k", "ķǩḱḳḵ"},
+	{"l", "ĺļľḷḹḻḽł"},
+	{"m", "ḿṁṃ"},
+	{"n", "ńņňǹṅṇṉṋ"},
+	{"o", "óôõōŏőơǒǫǭȍȏȫȭȯȱṍṏṑṓọỏốồổỗộớờởỡợ"},
+	{"oe", "œ"},
+	{"p", "ṕṗ"},
+	{"r", "ŕŗřȑȓṙṛṝṟ"},
+	{"s", "śŝşšșṡṣṥṧṩ"},
+	{"t", "ţťțṫṭṯṱẗ"},
+	{"th", "þ"},
+	{"u", "úûũūŭůűųưǔǖǘǚǜȕȗṳṵṷṹṻụủứừửữự"},
+	{"v", "ṽṿ"},
+	{"w", "ŵẁẃẅẇẉẘ"},
+	{"x", "ẋẍ"},
+	{"y", "ýÿŷȳẏẙỳỵỷỹ"},
+	{"z", "źżžẑẓẕ"},
+	{"Æ", "ǢǼ"},
+	{"Ø", "Ǿ"},
+	{"æ", "ǣǽ"},
+	{"ø", "ǿ"},
+}
+
+func inGSM(r rune) bool {
+	return strings.ContainsRune(gsmBasic, r) || strings.ContainsRune(gsmExtension, r)
+}
+
 // GSM rewrites s into the GSM-7 alphabet: curly quotes and dashes become their plain
-// forms and anything else outside the alphabet (emoji, most accents) becomes '?', so
-// a message never silently switches to UCS-2 and 70-character segments.
+// forms, a letter with an accent the alphabet lacks loses the accent (Łódź → Lodz,
+// Zoë → Zoe; é, ñ, ü and the others the alphabet has stay), and anything else
+// outside it (emoji, other scripts) becomes '?', so a message never silently
+// switches to UCS-2 and 70-character segments, and a place or a name stays readable.
 func GSM(s string) string {
 	s = gsmReplacements.Replace(s)
 	var b strings.Builder
 	b.Grow(len(s))
 	for _, r := range s {
-		if strings.ContainsRune(gsmBasic, r) || strings.ContainsRune(gsmExtension, r) {
+		switch to, ok := gsmLetters[r]; {
+		case inGSM(r):
 			b.WriteRune(r)
-			continue
+		case ok:
+			b.WriteString(to)
+		default:
+			b.WriteByte('?')
 		}
-		b.WriteByte('?')
 	}
 	return b.String()
 }

@@ -316,8 +316,14 @@ func TestGSM(t *testing.T) {
 		{"quotes", "\u201cThe Oaks\u201d \u2013 Jane\u2019s", "\"The Oaks\" - Jane's"},
 		// An emoji becomes '?'.
 		{"emoji", "home \U0001F3E0", "home ?"},
-		// Accents outside the alphabet become '?', those inside stay.
-		{"accents", "Zoë café", "Zo? café"},
+		// Accents outside the alphabet come off, those inside stay.
+		{"accents", "Zoë café", "Zoe café"},
+		{"polish", "Łódź, ul. Świętokrzyska", "Lodz, ul. Swietokrzyska"},
+		{"welsh and irish", "Llŷn, Siobhán Ó Súilleabháin", "Llyn, Siobhan O Suilleabhain"},
+		{"kept", "Muñoz, Gürtel, Crème, Ångström", "Muñoz, Gürtel, Crème, Ångström"},
+		{"ligature", "Œuvre", "OEuvre"},
+		// Another script still becomes '?'.
+		{"cyrillic", "Київ", "????"},
 		// Extension characters stay.
 		{"extension", "€[]{}", "€[]{}"},
 	}
