@@ -805,7 +805,10 @@ func (d *Dispatcher) fail(ctx context.Context, log msgLog, o store.Outgoing, cod
 
 func (d *Dispatcher) lost(log logger, err error) {
 	if errors.Is(err, store.ErrFenced) {
-		log.Warn("message claim lost to another replica")
+		// The claim is gone: its lease ran out and another replica took the
+		// message, or the message was settled meanwhile (a receipt re-routed it,
+		// its alert was resolved). Whoever holds it now decides.
+		log.Warn("message no longer held by this replica (taken by another after its lease, or settled meanwhile); left to its holder")
 		return
 	}
 	log.Error("recording a send failed", "err", err)
