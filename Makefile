@@ -88,13 +88,14 @@ chaos-short:
 
 # The load figures of README "Performance" (cmd/vigil-load). Each run starts its
 # own redis-server (random port, temporary directory, stopped by PID) and an
-# in-process fake Twilio, and runs the daemons in-process. `make load` runs the
+# in-process fake Twilio, and runs the daemons in-process (webhooks -daemon bin/vigil:
+# the built binary in a process of its own). `make load` runs the
 # standard set (about 25 minutes on 2 cores); LOAD picks one, e.g.
 #   make load LOAD="lateness -visits 1000000 -runs 1"
 #   make load LOAD="storm -timers 10000 -max-sends 100"
 LOAD ?=
 .PHONY: load
-load:
+load: build
 	$(GO) build -o bin/vigil-load ./cmd/vigil-load
 	@if [ -n '$(LOAD)' ]; then \
 		bin/vigil-load $(LOAD); \
@@ -105,6 +106,7 @@ load:
 		bin/vigil-load storm -timers 10000; \
 		bin/vigil-load storm -timers 10000 -max-sends 100 -runs 1; \
 		bin/vigil-load webhooks -rate 5000 -duration 30s; \
+		bin/vigil-load webhooks -rate 5000 -duration 30s -daemon bin/vigil; \
 		bin/vigil-load webhooks -closed -duration 30s; \
 		bin/vigil-load memory -visits 100000; \
 	fi

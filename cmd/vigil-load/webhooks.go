@@ -33,6 +33,7 @@ func runWebhooks(args []string) error {
 	schools := c.Int("schools", 20, "schools the officers are spread over")
 	aof := c.aof()
 	verbose := c.Bool("v", false, "log the daemon's warnings")
+	daemon := c.String("daemon", "", "run this vigil binary (make build: bin/vigil) as the daemon, in a process of its own, instead of in this one")
 	latencies := c.String("latencies", "", "write each counted request's start (µs after the warm-up) and latency (µs) to this file, one per line (the last run's): where the stalls are")
 	defer c.parse(args)()
 	mode := fmt.Sprintf("open loop at %d/s", *rate)
@@ -42,7 +43,7 @@ func runWebhooks(args []string) error {
 	fmt.Printf("webhooks: %s for %s (+%s warm-up), %d officers in %d schools, 1 daemon, %d runs\n",
 		mode, *duration, *warmup, *officers, *schools, *c.runs)
 	return c.repeat(func() (map[string]float64, error) {
-		return webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose, *latencies)
+		return webhooksOnce(*rate, *duration, *warmup, *closed, *concurrency, *officers, *schools, *aof, *verbose, *latencies, *daemon)
 	}, "sent", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "refused",
 		"base ping p50 ms", "p99 / ping p50")
 }
@@ -59,18 +60,32 @@ type outcome struct {
 	end time.Duration
 }
 
-func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurrency, officers, schools int, aof string, verbose bool, latencies string) (map[string]float64, error) {
+func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurrency, officers, schools int, aof string, verbose bool, latencies, daemon string) (map[string]float64, error) {
 	ctx := context.Background()
 	w, err := newWorld(directory{schools: schools, officers: officers, maxSends: 100_000, grace: 5 * time.Minute}, aof, verbose)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	rs, err := w.startReplicas(1)
-	if err != nil {
-		return nil, err
+	var target string
+	var metrics interface {
+		Gather() ([]*dto.MetricFamily, error)
 	}
-	defer stopReplicas(rs)
+	if daemon != "" {
+		x, err := w.startExternal(daemon)
+		if err != nil {
+			return nil, err
+		}
+		defer x.stop()
+		target, metrics = x.base+"/twilio/sms", x
+	} else {
+		rs, err := w.startReplicas(1)
+		if err != nil {
+			return nil, err
+		}
+		defer stopReplicas(rs)
+		target, metrics = rs[0].base+"/twilio/sms", rs[0].Registry()
+	}
 	sd, err := newSeeder(w, 4)
 	if err != nil {
 		return nil, err
@@ -84,7 +99,6 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
-	target := rs[0].base + "/twilio/sms"
 	// send makes the i-th request: officer i%officers, VISIT on its even turns and IN
 	// on its odd ones.
 	send := func(i int) bool {
@@ -209,7 +223,7 @@ func webhooksOnce(rate int, duration, warmup time.Duration, closed bool, concurr
 	}
 	d := summarise(lat)
 	achieved := float64(len(lat)) / elapsed.Seconds()
-	refused := counter(rs[0].Registry(), "vigil_inbound_sms_total", "result", "refused")
+	refused := counter(metrics, "vigil_inbound_sms_total", "result", "refused")
 	fmt.Printf("sent %d, ok %d (%.0f/s), errors %d, refused by the daemon %d (whole run); latency %s\n",
 		sent, len(lat), achieved, errs, int(refused), d)
 	return map[string]float64{
