@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -88,13 +87,7 @@ func (w *world) startExternal(bin string) (*external, error) {
 // stop ends the daemon by its PID (SIGTERM, then SIGKILL).
 func (x *external) stop() {
 	x.forget()
-	_ = x.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-x.done:
-	case <-time.After(15 * time.Second):
-		_ = x.cmd.Process.Kill()
-		<-x.done
-	}
+	terminate(x.cmd.Process, x.done, 15*time.Second)
 }
 
 // Gather reads the daemon's /metrics, for counter.

@@ -107,14 +107,20 @@ func (r *redisServer) pid() int { return r.cmd.Process.Pid }
 // stop ends the server by its PID (SIGTERM, then SIGKILL) and removes its directory.
 func (r *redisServer) stop() {
 	r.forget()
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	}
+	terminate(r.cmd.Process, r.done, 10*time.Second)
 	os.RemoveAll(r.dir)
+}
+
+// terminate sends p SIGTERM and waits until done is closed (the process was
+// waited for), killing it after grace.
+func terminate(p *os.Process, done <-chan struct{}, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-done
+	}
 }
 
 func freePort() (int, error) {
