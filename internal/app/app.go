@@ -453,6 +453,9 @@ func (a *App) Ready(ctx context.Context) error {
 		return errors.New("scheduler has not started")
 	}
 	if age := a.now().Sub(last); age > stallAfter {
+		if why := a.scheduler.LastError(); why != "" {
+			return fmt.Errorf("scheduler stalled: last pass %s ago; it fails to %s", age.Round(time.Second), why)
+		}
 		return fmt.Errorf("scheduler stalled: last pass %s ago", age.Round(time.Second))
 	}
 	return nil

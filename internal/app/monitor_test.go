@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -10,24 +11,31 @@ import (
 	"time"
 )
 
-// Vigil watches itself: while it is healthy the heartbeat URL is pinged and
-// /readyz answers 200; when Redis goes away /readyz fails within 10 s and the pings
-// stop, so an outside dead-man's switch can tell the office monitoring is down.
-func TestHeartbeatAndReadiness(t *testing.T) {
-	t.Parallel()
+// withHeartbeat starts a daemon whose heartbeat URL (pinged every 50 ms) is a
+// server of the test's, and waits for the first ping: the daemon is ready.
+func withHeartbeat(t *testing.T) (*env, *daemon, chan struct{}) {
+	t.Helper()
 	pings := make(chan struct{}, 1000)
 	beat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pings <- struct{}{} }))
-	defer beat.Close()
+	t.Cleanup(beat.Close)
 	e := newEnvWith(t, func(cfg string) string {
 		return strings.Replace(cfg, "public_url:", "monitoring: { heartbeat_url: \""+beat.URL+"\" }\npublic_url:", 1)
 	})
 	d := e.startDaemonWith(func(o *daemonOptions) { o.heartbeatEvery = 50 * time.Millisecond })
-
 	select {
 	case <-pings:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no heartbeat while healthy")
 	}
+	return e, d, pings
+}
+
+// Vigil watches itself: while it is healthy the heartbeat URL is pinged and
+// /readyz answers 200; when Redis goes away /readyz fails within 10 s and the pings
+// stop, so an outside dead-man's switch can tell the office monitoring is down.
+func TestHeartbeatAndReadiness(t *testing.T) {
+	t.Parallel()
+	e, d, pings := withHeartbeat(t)
 	if code := e.get(d, "/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz = %d while healthy", code)
 	}
@@ -48,6 +56,64 @@ func TestHeartbeatAndReadiness(t *testing.T) {
 	case <-pings:
 		t.Error("heartbeat pinged while Redis was unreachable")
 	case <-time.After(500 * time.Millisecond): // ten heartbeat intervals
+	}
+}
+
+// A Redis that answers but refuses writes (here NOREPLICAS: min-replicas-to-write
+// with no replica; OOM under noeviction and MISCONF after a failed save are the
+// same) can fire no timer: /readyz fails once the scheduler's last good pass is 10 s
+// old and the heartbeat stops, though every read and PING still succeeds; both
+// come back when writes do. (Before, reads alone kept the scheduler ticking.)
+func TestReadinessFailsWhileRedisRefusesWrites(t *testing.T) {
+	t.Parallel()
+	e, d, pings := withHeartbeat(t)
+	setMinReplicas := func(n string) {
+		t.Helper()
+		if err := e.redis.Client().ConfigSet(t.Context(), "min-replicas-to-write", n).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setMinReplicas("1")
+	// The scheduler finds out (vigil_redis_up falls to 0); then its last good pass
+	// grows old on the daemon's clock.
+	deadline := time.Now().Add(10 * time.Second)
+	for metricLine(t, d, "vigil_redis_up") != "vigil_redis_up 0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduler did not notice in 10 s that Redis refuses writes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.advance(11*time.Second, d)
+	res, err := http.Get(d.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "stalled") || !strings.Contains(string(b), "NOREPLICAS") {
+		t.Errorf("/readyz while Redis refuses writes = %d %q, want 503 saying the scheduler stalled on NOREPLICAS", res.StatusCode, b)
+	}
+	for len(pings) > 0 {
+		<-pings
+	}
+	select {
+	case <-pings:
+		t.Error("heartbeat pinged while Redis refused writes")
+	case <-time.After(500 * time.Millisecond): // ten heartbeat intervals
+	}
+
+	setMinReplicas("0")
+	deadline = time.Now().Add(10 * time.Second)
+	for e.get(d, "/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover within 10 s of writes coming back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-pings:
+	case <-time.After(10 * time.Second):
+		t.Error("no heartbeat after writes came back")
 	}
 }
 

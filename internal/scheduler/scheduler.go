@@ -40,6 +40,8 @@ type Store interface {
 	RenewTimers(ctx context.Context, held []store.Due, now time.Time, lease time.Duration) ([]store.Due, error)
 	// ReleaseTimers hands held timers back to be claimed again at once.
 	ReleaseTimers(ctx context.Context, held []store.Due) error
+	// CheckWrite fails when Redis refuses writes.
+	CheckWrite(ctx context.Context) error
 }
 
 // Handler does the work of one claimed timer. It reports whether the timer stood for
@@ -71,6 +73,8 @@ type Scheduler struct {
 	o        Options
 	wake     chan struct{}
 	lastTick atomic.Int64 // Unix ms of the last completed look at every school
+	// lastErr is why the latest pass failed, nil once one succeeds (LastError).
+	lastErr atomic.Pointer[string]
 }
 
 // Metrics are the scheduler's metrics (SPEC §7).
@@ -157,6 +161,15 @@ const (
 	releaseTimeout = 2 * time.Second
 )
 
+// LastError is why the scheduler's latest pass failed ("write to Redis: ..."), or ""
+// when it succeeded: what /readyz adds to a stall.
+func (s *Scheduler) LastError() string {
+	if p := s.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // Run fires timers until ctx ends. It returns nil on shutdown: timers under way are
 // finished (they are short), and timers claimed but not started are handed back.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -222,6 +235,12 @@ type loop struct {
 	lastLook, retryAt time.Time
 	// handed: a worker took a timer since the last tick.
 	handed bool
+	// writeChecked is when Redis last took a write (CheckWrite, at most once a
+	// Poll); claimFailed is set while timers are due and the last claim of them
+	// failed. Either keeps the scheduler from ticking: it cannot fire timers
+	// then, whatever its reads say.
+	writeChecked time.Time
+	claimFailed  bool
 }
 
 func (l *loop) run(ctx context.Context, work chan<- store.Due) {
@@ -276,12 +295,21 @@ func (l *loop) look(ctx context.Context) {
 			l.next[sc] = nexts[i]
 		}
 	}
-	// Alive: Redis answered, and the workers take what was claimed (a handler that
-	// hangs stops the ticks, and /readyz says so).
-	if len(l.pending) == 0 || l.handed {
+	if time.Since(l.writeChecked) >= l.s.o.Poll {
+		if err := l.s.o.Store.CheckWrite(ctx); err != nil {
+			l.fail(ctx, "write to Redis", err)
+			return
+		}
+		l.writeChecked = time.Now()
+	}
+	// Alive: Redis answered and took a write, the last claim went through, and the
+	// workers take what was claimed (a handler that hangs stops the ticks, and
+	// /readyz says so).
+	if !l.claimFailed && (len(l.pending) == 0 || l.handed) {
 		l.handed = false
 		now := l.s.o.Now()
 		l.s.lastTick.Store(now.UnixMilli())
+		l.s.lastErr.Store(nil)
 		if m := l.s.o.Metrics; m != nil {
 			m.LastTick.Set(float64(now.UnixMilli()) / 1000)
 			m.RedisUp.Set(1)
@@ -303,10 +331,12 @@ func (l *loop) claim(ctx context.Context, now time.Time) {
 		}
 	}
 	if len(due) == 0 {
+		l.claimFailed = false // nothing left to claim: another replica took it
 		return
 	}
 	per := max(1, min(batch, room/len(due)))
 	got, nexts, err := l.s.o.Store.ClaimDueTimers(ctx, due, now, l.s.o.Lease, per)
+	l.claimFailed = err != nil
 	if err != nil {
 		l.fail(ctx, "claim timers", err)
 		if got == nil {
@@ -388,6 +418,8 @@ func (l *loop) fail(ctx context.Context, what string, err error) {
 		return
 	}
 	l.s.o.Log.Error("timer pass failed", "step", what, "err", err)
+	why := what + ": " + err.Error()
+	l.s.lastErr.Store(&why)
 	l.retryAt = time.Now().Add(l.s.o.Poll)
 	l.dirty = true
 	if m := l.s.o.Metrics; m != nil {

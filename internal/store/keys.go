@@ -41,6 +41,7 @@ func (k keys) pendingReceipt(sid string) string { return k.prefix + "receipt:" +
 func (k keys) wake() string                     { return k.prefix + "wake" }        // pub/sub: timers
 func (k keys) wakeOutbox() string               { return k.prefix + "wake:outbox" } // pub/sub: messages
 func (k keys) heartbeat() string                { return k.prefix + "heartbeat" }
+func (k keys) writeCheck() string               { return k.prefix + "write-check" }
 
 // Timer members of a school's timer set.
 func visitTimer(id string) string { return "v:" + id }

@@ -157,6 +157,15 @@ func (s *Store) Embedded() bool { return s.mini != nil }
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
+// CheckWrite writes a key of its own, so that a Redis that answers but refuses writes
+// (NOREPLICAS under min-replicas-to-write, OOM under noeviction, MISCONF after a
+// failed save, READONLY on a demoted primary) is known: nothing can be committed or
+// claimed then, and a PING alone would not say so. On a Cluster it checks the one
+// master that holds the key.
+func (s *Store) CheckWrite(ctx context.Context) error {
+	return s.rdb.Set(ctx, s.k.writeCheck(), time.Now().UnixMilli(), time.Minute).Err()
+}
+
 // Client is the underlying client (for subscriptions and tests).
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
