@@ -267,7 +267,7 @@ func (w Writer) Briefing(a *Alert, o *Officer, companions []*Officer, now time.T
 func (w Writer) TookCharge(a *Alert, o *Officer) string {
 	s := fmt.Sprintf("%s ALERT %s for %s: %s took charge at %s.", strings.ToUpper(a.Reason), a.Code, o.Name, a.AckedBy, w.at(a.AckedAt))
 	if !a.HoldUntil.IsZero() {
-		s += fmt.Sprintf(" If the officer is not found by %s you will hear again.", w.at(a.HoldUntil))
+		s += fmt.Sprintf(" If the officer is not found, you will hear again at %s.", w.at(a.HoldUntil))
 	}
 	return GSM(s)
 }
