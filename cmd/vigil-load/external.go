@@ -25,6 +25,7 @@ import (
 type external struct {
 	cmd    *exec.Cmd
 	base   string
+	log    string // its standard output and error
 	done   chan struct{}
 	forget func()
 }
@@ -44,11 +45,19 @@ func (w *world) startExternal(bin string) (*external, error) {
 		return nil, err
 	}
 	text := strings.Replace(string(b), `listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1)
-	path := filepath.Join(w.dir, "external.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+	cfg, err := os.CreateTemp(w.dir, "external-*.yaml")
+	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(w.dir, "external.log"))
+	path := cfg.Name()
+	_, err = cfg.WriteString(text)
+	if cerr := cfg.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(strings.TrimSuffix(path, ".yaml") + ".log")
 	if err != nil {
 		return nil, err
 	}
@@ -58,14 +67,14 @@ func (w *world) startExternal(bin string) (*external, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	x := &external{cmd: cmd, base: "http://" + addr, done: make(chan struct{})}
+	x := &external{cmd: cmd, base: "http://" + addr, log: logf.Name(), done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(x.done) }()
 	x.forget = atInterrupt(x.stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
 		case <-x.done:
-			log, _ := os.ReadFile(filepath.Join(w.dir, "external.log"))
+			log, _ := os.ReadFile(x.log)
 			return nil, fmt.Errorf("%s exited: %s", bin, lastLines(string(log), 10))
 		default:
 		}
@@ -82,6 +91,48 @@ func (w *world) startExternal(bin string) (*external, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startExternals starts n daemons (startExternal), stopping those started when one
+// fails.
+func (w *world) startExternals(bin string, n int) ([]*external, error) {
+	var out []*external
+	for range n {
+		x, err := w.startExternal(bin)
+		if err != nil {
+			stopExternals(out)
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func stopExternals(xs []*external) {
+	for _, x := range xs {
+		x.stop()
+	}
+}
+
+// errors counts the error lines the daemon has logged.
+func (x *external) errors() int {
+	b, _ := os.ReadFile(x.log)
+	n := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, `"level":"ERROR"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// pids are the daemons' process IDs.
+func pids(xs []*external) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = x.cmd.Process.Pid
+	}
+	return out
 }
 
 // stop ends the daemon by its PID (SIGTERM, then SIGKILL).

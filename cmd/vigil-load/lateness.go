@@ -22,12 +22,13 @@ func runLateness(args []string) error {
 	workers := c.seedWorkers()
 	aof := c.aof()
 	verbose := c.Bool("v", false, "log the daemons' warnings")
+	daemon := c.String("daemon", "", "run the replicas as this vigil binary (make build: bin/vigil), each in a process of its own, instead of in this one")
 	defer c.parse(args)()
 
 	fmt.Printf("lateness: %d open visits, %d replicas, %d due/s for %s, %d schools, %d runs\n",
 		*visits, *replicas, *rate, *window, *schools, *c.runs)
 	return c.repeat(func() (map[string]float64, error) {
-		return latenessOnce(*visits, *replicas, *rate, *window, *schools, *workers, *aof, *verbose)
+		return latenessOnce(*visits, *replicas, *rate, *window, *schools, *workers, *aof, *verbose, *daemon)
 	}, "seed/s", "due", "received", "missing", "duplicates", "early",
 		"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
 		"sched p50 ms", "sched p99 ms", "sched max ms", "send p50 ms", "send p99 ms", "send max ms",
@@ -35,7 +36,7 @@ func runLateness(args []string) error {
 		"base ping p50 ms", "base idle ping p50 ms", "base zadd+zrange p50 ms", "base go timer p50 ms", "p99 / ping p50")
 }
 
-func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers int, aof string, verbose bool) (map[string]float64, error) {
+func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers int, aof string, verbose bool, daemon string) (map[string]float64, error) {
 	ctx := context.Background()
 	w, err := newWorld(directory{schools: schools, maxSends: 10 * rate, grace: 5 * time.Minute}, aof, verbose)
 	if err != nil {
@@ -68,11 +69,19 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 		fmt.Printf("seeded %d far visits in %s (%.0f/s)\n", far, took.Round(time.Millisecond), seedRate)
 	}
 
-	rs, err := w.startReplicas(replicas)
-	if err != nil {
-		return nil, err
+	var xs []*external
+	if daemon != "" {
+		if xs, err = w.startExternals(daemon, replicas); err != nil {
+			return nil, err
+		}
+		defer stopExternals(xs)
+	} else {
+		rs, err := w.startReplicas(replicas)
+		if err != nil {
+			return nil, err
+		}
+		defer stopReplicas(rs)
 	}
-	defer stopReplicas(rs)
 	base, err := measureBaseline(ctx, sd.rdb)
 	if err != nil {
 		return nil, err
@@ -100,10 +109,10 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 
 	end := t0.Add(time.Duration((due+rate-1)/rate) * time.Second)
 	time.Sleep(time.Until(t0))
-	cpu0 := readCPU(w.redis.pid())
+	cpu0 := readCPU(w.redis.pid(), pids(xs)...)
 	cmds0 := commandStats(ctx, sd.rdb)
 	w.twilio.waitCount(due, time.Until(end)+30*time.Second)
-	cpu := readCPU(w.redis.pid()).sub(cpu0)
+	cpu := readCPU(w.redis.pid(), pids(xs)...).sub(cpu0)
 	cmds := commandStats(ctx, sd.rdb).sub(cmds0)
 	time.Sleep(500 * time.Millisecond) // let stragglers (duplicates) arrive
 
@@ -143,18 +152,22 @@ func latenessOnce(n, replicas, rate int, window time.Duration, schools, workers 
 	d := summarise(lates)
 	fmt.Printf("lateness due+grace -> Twilio request: %s early=%d missing=%d duplicates=%d\n", d, early, due-len(seen), dups)
 	fmt.Printf("  due -> timer handled: %s\n  handled -> Twilio:    %s\n", split[0], split[1])
-	fmt.Printf("  CPU from the first due to the last SMS: vigil-load process %s, redis-server %s (%.0f + %.0f µs per alert)\n",
+	fmt.Printf("  CPU from the first due to the last SMS: vigil-load process (and -daemon processes) %s, redis-server %s (%.0f + %.0f µs per alert)\n",
 		cpu.self.Round(time.Millisecond), cpu.redis.Round(time.Millisecond),
 		float64(cpu.self.Microseconds())/float64(due), float64(cpu.redis.Microseconds())/float64(due))
 	fmt.Printf("  redis commands per alert (calls, µs inside Redis): %s\n", cmds.per(due, 8))
-	if w.errors.Load() > 0 {
-		fmt.Fprintf(os.Stderr, "the daemons logged %d errors\n", w.errors.Load())
+	errs := w.errors.Load()
+	for _, x := range xs {
+		errs += int64(x.errors())
+	}
+	if errs > 0 {
+		fmt.Fprintf(os.Stderr, "the daemons logged %d errors\n", errs)
 	}
 	return map[string]float64{
 		"seed/s": seedRate, "due": float64(due), "received": float64(len(seen)), "missing": float64(due - len(seen)),
 		"duplicates": float64(dups), "early": float64(early),
 		"p50 ms": msf(d.p50), "p90 ms": msf(d.p90), "p99 ms": msf(d.p99), "p99.9 ms": msf(d.p999), "max ms": msf(d.maxim),
-		"daemon errors":          float64(w.errors.Load()),
+		"daemon errors":          float64(errs),
 		"CPU µs/alert (process)": float64(cpu.self.Microseconds()) / float64(due),
 		"CPU µs/alert (redis)":   float64(cpu.redis.Microseconds()) / float64(due),
 		"sched p50 ms":           msf(split[0].p50), "sched p99 ms": msf(split[0].p99), "sched max ms": msf(split[0].maxim),

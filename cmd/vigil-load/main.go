@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+
+	"github.com/vigil-safety/vigil/internal/app"
 )
 
 const usage = `usage: vigil-load <command> [flags]
@@ -35,7 +37,9 @@ func main() {
 		os.Exit(2)
 	}
 	cleanUpOnInterrupt()
-	fmt.Printf("machine: %s/%s, %d CPUs, GOMAXPROCS=%d, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	// The daemons in this process run with the collector vigil serve sets.
+	gogc := app.TuneGC()
+	fmt.Printf("machine: %s/%s, %d CPUs, GOMAXPROCS=%d, GOGC=%s, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), gogc, runtime.Version())
 	var err error
 	switch os.Args[1] {
 	case "lateness":

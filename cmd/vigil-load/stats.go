@@ -183,28 +183,42 @@ func loadavg() string {
 }
 
 // cpuClock reads the CPU time used so far by this process (the daemons, the fake
-// Twilio and the load generator) and by the redis-server.
+// Twilio and the load generator), with that of the daemons run as processes of
+// their own (-daemon), and by the redis-server.
 type cpuClock struct{ self, redis time.Duration }
 
-func readCPU(redisPID int) cpuClock {
+func readCPU(redisPID int, daemons ...int) cpuClock {
 	var c cpuClock
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	// /proc/PID/stat: fields 14 and 15 are utime and stime in clock ticks (100/s).
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", redisPID)); err == nil {
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			f := strings.Fields(s[i+1:])
-			if len(f) > 13 {
-				u, _ := strconv.ParseInt(f[11], 10, 64)
-				k, _ := strconv.ParseInt(f[12], 10, 64)
-				c.redis = time.Duration(u+k) * 10 * time.Millisecond
-			}
-		}
+	for _, pid := range daemons {
+		c.self += procCPU(pid)
 	}
+	c.redis = procCPU(redisPID)
 	return c
+}
+
+// procCPU is the CPU time process pid has used, from /proc/PID/stat: fields 14 and
+// 15 are utime and stime in clock ticks (100/s).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) <= 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond
 }
 
 func (c cpuClock) sub(d cpuClock) cpuClock { return cpuClock{c.self - d.self, c.redis - d.redis} }

@@ -108,6 +108,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	app.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	a, err := app.New(ctx, cfg, app.Options{Log: log, Console: stdout, Version: version})
