@@ -166,7 +166,7 @@ func isOptIn(body string) bool {
 // contact called. It returns what the call says back.
 func (s *Service) VoiceAck(ctx context.Context, school, alertID, phone, digits string) (string, error) {
 	if digits != "1" {
-		return "No key was pressed to take charge. Goodbye.", nil
+		return "Only the 1 key takes charge. Nothing changed. Goodbye.", nil
 	}
 	sc, loc, err := s.schoolState(ctx, school)
 	if err != nil {
