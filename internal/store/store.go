@@ -217,27 +217,20 @@ func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officer
 			return err
 		}
 	}
+	// The officers that stay though the file does not list them: those made through
+	// the API, and those the file dropped who have work under way. A file officer
+	// may not take one of their phones: the phone stays theirs (an officer renamed
+	// in the file while on a visit would otherwise check in as the new ID and find
+	// no visit, and the old visit would go overdue).
+	listed := map[string]bool{}
+	for _, o := range officers {
+		listed[o.ID] = true
+	}
 	// schoolOf is where each officer is once the sync is done.
 	schoolOf := map[string]string{}
-	for _, o := range officers {
-		if old, ok := stored[o.ID]; ok && old.School != o.School {
-			why, err := busy.get(ctx, old.School, o.ID)
-			if err != nil {
-				return err
-			}
-			if why != "" {
-				s.log.Warn("officer not moved to another school: "+why+"; the move is made at the next reload after it closes",
-					"officer", o.ID, "school", old.School, "new_school", o.School)
-				o.School = old.School
-			}
-		}
-		if err := s.putOfficer(ctx, o); err != nil {
-			return err
-		}
-		schoolOf[o.ID] = o.School
-	}
+	phoneOf := map[string]string{} // phone -> the officer who stays with it
 	for _, o := range offs {
-		if _, inFile := schoolOf[o.ID]; inFile {
+		if listed[o.ID] {
 			continue
 		}
 		if o.Provisioned {
@@ -255,6 +248,33 @@ func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officer
 				"officer", o.ID, "school", o.School)
 		}
 		schoolOf[o.ID] = o.School // kept, or made through the API
+		phoneOf[o.Phone] = o.ID
+	}
+	for _, o := range officers {
+		old, existed := stored[o.ID]
+		if holder, ok := phoneOf[o.Phone]; ok {
+			s.log.Warn("officer not added or changed: their phone is still "+holder+"'s, who is not in the file; it is applied at the next reload after "+holder+" is gone",
+				"officer", o.ID, "phone", o.Phone, "holder", holder)
+			if existed {
+				schoolOf[o.ID] = old.School
+			}
+			continue
+		}
+		if existed && old.School != o.School {
+			why, err := busy.get(ctx, old.School, o.ID)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				s.log.Warn("officer not moved to another school: "+why+"; the move is made at the next reload after it closes",
+					"officer", o.ID, "school", old.School, "new_school", o.School)
+				o.School = old.School
+			}
+		}
+		if err := s.putOfficer(ctx, o); err != nil {
+			return err
+		}
+		schoolOf[o.ID] = o.School
 	}
 	inFile := map[string]bool{}
 	for _, sc := range schools {

@@ -358,19 +358,7 @@ func TestSyncDirectoryLeavesWorkUnderWayAlone(t *testing.T) {
 	}
 
 	// Once the visit is closed, the next sync applies the file.
-	sn := s.Begin("s1")
-	v, err := sn.Visit(ctx, "v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sn.OfficerState(ctx, "jdoe"); err != nil {
-		t.Fatal(err)
-	}
-	v.State, v.Outcome, v.ClosedAt = visit.StateClosed, visit.OutcomeSafe, t0.Add(time.Minute)
-	if err := sn.Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{v}},
-		OfficerStates: map[string]visit.OfficerState{"jdoe": {LastVisit: "v1"}}, Now: t0.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
+	closeVisit(t, s, "s1", "v1", "jdoe")
 	if err := s.SyncDirectory(ctx, []visit.School{s2}, []visit.Officer{alexMoved}); err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +367,64 @@ func TestSyncDirectoryLeavesWorkUnderWayAlone(t *testing.T) {
 	}
 	if hasSchool("s1") {
 		t.Error("s1, with nothing open and no officer left, was kept")
+	}
+}
+
+// An officer renamed in the file while on a visit (a new ID, the same phone) does not
+// take the phone from the officer who keeps it for the visit: the officer's IN must
+// find that visit. The new ID is added at the first sync after the visit closes.
+func TestSyncDirectoryKeepsAPhoneWithItsVisit(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	s1 := visit.School{ID: "s1", Name: "s1", Provisioned: true,
+		Contacts: map[string][]visit.Contact{"office": {{Name: "Office", Phone: "+441632960001"}}}}
+	jane := visit.Officer{ID: "jdoe", Name: "Jane Doe", Phone: "+447700900101", School: "s1", Provisioned: true}
+	if err := s.SyncDirectory(ctx, []visit.School{s1}, []visit.Officer{jane}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begin("s1").Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{openVisit("v1")}},
+		OfficerStates: map[string]visit.OfficerState{"jdoe": {OpenVisit: "v1"}}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	renamed := jane
+	renamed.ID = "jane.doe"
+	if err := s.SyncDirectory(ctx, []visit.School{s1}, []visit.Officer{renamed}); err != nil {
+		t.Fatal(err)
+	}
+	roles, err := s.PhoneRoles(ctx, jane.Phone)
+	if err != nil || len(roles) != 1 || roles[0].Officer != "jdoe" {
+		t.Errorf("Jane's phone = %+v %v, want only jdoe's while her visit is open", roles, err)
+	}
+	if _, err := s.Officer(ctx, "jane.doe"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the new ID was added while the phone is jdoe's: %v", err)
+	}
+
+	closeVisit(t, s, "s1", "v1", "jdoe")
+	if err := s.SyncDirectory(ctx, []visit.School{s1}, []visit.Officer{renamed}); err != nil {
+		t.Fatal(err)
+	}
+	roles, err = s.PhoneRoles(ctx, jane.Phone)
+	if err != nil || len(roles) != 1 || roles[0].Officer != "jane.doe" {
+		t.Errorf("Jane's phone after the visit closed = %+v %v, want jane.doe's", roles, err)
+	}
+}
+
+// closeVisit closes visit id of officer in school as safe, a minute after t0.
+func closeVisit(t *testing.T, s *store.Store, school, id, officer string) {
+	t.Helper()
+	ctx := t.Context()
+	sn := s.Begin(school)
+	v, err := sn.Visit(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.OfficerState(ctx, officer); err != nil {
+		t.Fatal(err)
+	}
+	v.State, v.Outcome, v.ClosedAt = visit.StateClosed, visit.OutcomeSafe, t0.Add(time.Minute)
+	if err := sn.Commit(ctx, store.Change{Result: visit.Result{Visits: []*visit.Visit{v}},
+		OfficerStates: map[string]visit.OfficerState{officer: {LastVisit: id}}, Now: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
 	}
 }
