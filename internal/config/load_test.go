@@ -234,6 +234,12 @@ func TestLoadRefuses(t *testing.T) {
 				`visits.grace: "5x" is not a duration`}},
 		{"file-only key from env, file valid", "", []string{"VIGIL_DIRECTORY_SCHOOLS=x"},
 			[]string{"directory.schools: cannot be set by an environment variable"}},
+		// A list no level and no notice uses is a misspelt one: its level is
+		// left empty without a word.
+		{"unused contact list", strings.Replace(directoryYAML, `office: [{ name: Office, phone: "01332 000001" }]`,
+			`office: [{ name: Office, phone: "01332 000001" }]
+        manager: [{ name: Head, phone: "07700 900201" }]`, 1), nil,
+			[]string{"directory.schools[0].contacts.manager: no escalation level (office, managers, police) and no notice (headteacher) uses this list: is it misspelt?"}},
 		// An unquoted number where a string is meant: YAML reads 0123 as octal.
 		{"unquoted duress code", strings.Replace(directoryYAML, `"0123"`, "0123", 1), nil,
 			[]string{"directory.officers[0].duress_code: must be a string"}},

@@ -426,8 +426,15 @@ func (c *Config) validateDirectory(p *problems) {
 				}
 				c.normalizePhone(p, cpath+".phone", &ct.Phone)
 			}
-			if len(s.Contacts[list]) > 0 && slices.ContainsFunc(c.Escalation.Levels, func(l Level) bool { return l.Name == list }) {
+			isLevel := slices.ContainsFunc(c.Escalation.Levels, func(l Level) bool { return l.Name == list })
+			if len(s.Contacts[list]) > 0 && isLevel {
 				reachable = true
+			}
+			if list != "" && !isLevel && list != visit.ListHeadteacher && len(c.Escalation.Levels) > 0 {
+				// Nothing is ever sent to it: a misspelt list (manager for
+				// managers) would leave its level empty without a word.
+				p.add(fmt.Sprintf("%s.contacts.%s", path, list), "no escalation level (%s) and no notice (%s) uses this list: is it misspelt?",
+					levelNames(c.Escalation.Levels), visit.ListHeadteacher)
 			}
 		}
 		if !reachable && len(c.Escalation.Levels) > 0 {
@@ -582,4 +589,13 @@ func formatDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// levelNames lists the levels' names, comma-separated.
+func levelNames(levels []Level) string {
+	names := make([]string, len(levels))
+	for i, l := range levels {
+		names[i] = l.Name
+	}
+	return strings.Join(names, ", ")
 }

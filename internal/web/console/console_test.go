@@ -438,6 +438,11 @@ func TestDirectoryAPI(t *testing.T) {
 			}
 		}
 	}
+	// So is a list nothing is sent to (a misspelt level's).
+	code, out = call("PUT", "/api/v1/schools/oak", adminToken, `{"name":"Oak","contacts":{"office":[{"name":"O","phone":"+441632960003"}],"manager":[{"name":"M","phone":"+447700900778"}]}}`)
+	if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "contacts.manager: no escalation level") {
+		t.Errorf("PUT school with a list named manager: %d %v, want 400 naming contacts.manager", code, out)
+	}
 	if sc, err := e.store.School(t.Context(), "oak"); err != nil || len(sc.Contacts["office"]) != 1 {
 		t.Errorf("oak after refused PUTs: %+v %v, want its office contact kept", sc, err)
 	}

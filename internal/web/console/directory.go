@@ -302,6 +302,14 @@ func (d *Directory) PutSchool(ctx context.Context, by string, sc visit.School) (
 	if !created && old.Provisioned {
 		return sc, false, conflict("school " + sc.ID + " comes from the configuration file: change it there")
 	}
+	for _, l := range lists {
+		if len(d.levels) > 0 && !slices.Contains(d.levels, l) && l != visit.ListHeadteacher {
+			// As the configuration refuses it: nothing is ever sent to such a list,
+			// so a misspelt one (manager for managers) leaves its level empty.
+			return sc, false, problems([]string{fmt.Sprintf("contacts.%s: no escalation level (%s) and no notice (%s) uses this list: is it misspelt?",
+				l, strings.Join(d.levels, ", "), visit.ListHeadteacher)})
+		}
+	}
 	if len(d.levels) > 0 && !slices.ContainsFunc(d.levels, func(l string) bool { return len(contacts[l]) > 0 }) {
 		// As the configuration refuses it (config.Validate): a school whose alerts
 		// would reach nobody is a missed alert waiting for its first overdue visit.
