@@ -61,7 +61,7 @@ func TestHeartbeatAndReadiness(t *testing.T) {
 
 // A Redis that answers but refuses writes (here NOREPLICAS: min-replicas-to-write
 // with no replica; OOM under noeviction and MISCONF after a failed save are the
-// same) can fire no timer: /readyz fails once the scheduler's last good pass is 10 s
+// same) can fire no timer: /readyz fails once the scheduler's last good pass is 8 s
 // old and the heartbeat stops, though every read and PING still succeeds; both
 // come back when writes do. (Before, reads alone kept the scheduler ticking.)
 func TestReadinessFailsWhileRedisRefusesWrites(t *testing.T) {
@@ -83,7 +83,7 @@ func TestReadinessFailsWhileRedisRefusesWrites(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	e.advance(11*time.Second, d)
+	e.advance(9*time.Second, d)
 	res, err := http.Get(d.base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
