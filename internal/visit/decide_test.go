@@ -726,6 +726,8 @@ func TestDuressLooksLikeCheckIn(t *testing.T) {
 		{"comma", []string{"VISIT 45 14 Elm Road"}, "14:20", "in", "in,4321"},
 		// A comma and a space, then a word.
 		{"comma space", []string{"VISIT 45 14 Elm Road"}, "14:20", "ok", "ok, 4321, thanks"},
+		// No space at all.
+		{"glued", []string{"VISIT 45 14 Elm Road"}, "14:20", "IN", "IN4321"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

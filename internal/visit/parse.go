@@ -38,6 +38,9 @@ type Command struct {
 
 var (
 	trailing = regexp.MustCompile(`[\s.!?,;:]+$`)
+	// glued is a word run into a number: "IN4321", a check-in with the duress code
+	// typed without its space (as fast, shaking thumbs may).
+	glued = regexp.MustCompile(`^([A-Z]+)([0-9]{3,8})$`)
 	// codeRE is an alert's ACK code: short and numeric (IDs.Code).
 	codeRE = regexp.MustCompile(`^\d{1,8}$`)
 	// 45, 45m, 45min, 1h, 1h30, 1h30m, 90min, 30s, 2hrs, 1hr 30
@@ -123,6 +126,9 @@ func Parse(text string) Command {
 		if w, more := firstWord(rest); strings.EqualFold(w, "in") {
 			head, rest = "CHECKIN", more
 		}
+	}
+	if m := glued.FindStringSubmatch(head); m != nil && checkinWords[m[1]] {
+		head, rest = m[1], append([]string{m[2]}, rest...)
 	}
 	switch {
 	case checkinWords[head]:

@@ -101,6 +101,9 @@ func TestParse(t *testing.T) {
 		{"check in comma", "check in, 4321", Command{Verb: VerbIn, Code: "4321"}},
 		// A comma in place of the space still carries the duress code.
 		{"in comma code", "in,4321", Command{Verb: VerbIn, Code: "4321"}},
+		{"in glued code", "IN4321", Command{Verb: VerbIn, Code: "4321"}},
+		{"safe glued code", "safe4321 thanks", Command{Verb: VerbIn, Code: "4321"}},
+		{"in glued short number", "in12", Command{Verb: VerbUnknown}},
 		// A comma and a space, or a space before the comma, do too.
 		{"in comma space code", "in, 4321", Command{Verb: VerbIn, Code: "4321"}},
 		{"in space comma code", "SAFE ,4321", Command{Verb: VerbIn, Code: "4321"}},
