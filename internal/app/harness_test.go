@@ -141,6 +141,8 @@ type daemonOptions struct {
 	heartbeatEvery time.Duration
 	patience       time.Duration
 	onRetry        func(path string, err error)
+	// onLog sees every line the daemon logs (warnings and errors), as it is logged.
+	onLog func(line string)
 }
 
 // startDaemon runs Vigil in-process on e's Redis and fake Twilio.
@@ -156,7 +158,7 @@ func (e *env) startDaemonWith(opt func(*daemonOptions)) *daemon {
 	if err != nil {
 		e.t.Fatalf("config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(testWriter{e.t, do.onLog}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.New(e.t.Context(), cfg, app.Options{Log: log, Now: e.clock.Now, Poll: 50 * time.Millisecond, HeartbeatEvery: do.heartbeatEvery,
 		WebhookPatience: do.patience, OnWebhookRetry: do.onRetry})
 	if err != nil {
@@ -278,10 +280,17 @@ func (e *env) waitFor(n int) []smstest.Message {
 	return e.twilio.WaitSent(10*time.Second, smstest.AtLeast[smstest.Message](n))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct {
+	t     *testing.T
+	onLog func(string)
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	if w.onLog != nil {
+		w.onLog(line)
+	}
+	w.t.Log(line)
 	return len(p), nil
 }
 

@@ -12,22 +12,35 @@ import (
 )
 
 // withHeartbeat starts a daemon whose heartbeat URL (pinged every 50 ms) is a
-// server of the test's, and waits for the first ping: the daemon is ready.
-func withHeartbeat(t *testing.T) (*env, *daemon, chan struct{}) {
+// server of the test's, and waits for the first ping: the daemon is ready. It
+// returns the pings and a channel that gets a value each time the daemon withholds
+// a heartbeat (it logs that it is not ready).
+func withHeartbeat(t *testing.T) (*env, *daemon, chan struct{}, chan struct{}) {
 	t.Helper()
+	withheld := make(chan struct{}, 1000)
 	pings := make(chan struct{}, 1000)
 	beat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pings <- struct{}{} }))
 	t.Cleanup(beat.Close)
 	e := newEnvWith(t, func(cfg string) string {
 		return strings.Replace(cfg, "public_url:", "monitoring: { heartbeat_url: \""+beat.URL+"\" }\npublic_url:", 1)
 	})
-	d := e.startDaemonWith(func(o *daemonOptions) { o.heartbeatEvery = 50 * time.Millisecond })
+	d := e.startDaemonWith(func(o *daemonOptions) {
+		o.heartbeatEvery = 50 * time.Millisecond
+		o.onLog = func(line string) {
+			if strings.Contains(line, "heartbeat withheld") {
+				select {
+				case withheld <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
 	select {
 	case <-pings:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no heartbeat while healthy")
 	}
-	return e, d, pings
+	return e, d, pings, withheld
 }
 
 // Vigil watches itself: while it is healthy the heartbeat URL is pinged and
@@ -35,7 +48,7 @@ func withHeartbeat(t *testing.T) (*env, *daemon, chan struct{}) {
 // stop, so an outside dead-man's switch can tell the office monitoring is down.
 func TestHeartbeatAndReadiness(t *testing.T) {
 	t.Parallel()
-	e, d, pings := withHeartbeat(t)
+	e, d, pings, withheld := withHeartbeat(t)
 	if code := e.get(d, "/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz = %d while healthy", code)
 	}
@@ -48,13 +61,28 @@ func TestHeartbeatAndReadiness(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Drain pings already on their way, then expect silence for many intervals.
+	expectNoHeartbeat(t, pings, withheld, "while Redis was unreachable")
+}
+
+// expectNoHeartbeat waits until the daemon withholds a heartbeat (every ping it
+// decided on before is then in pings: the loop checks and pings one at a time),
+// and then for ten intervals in which no ping may come.
+func expectNoHeartbeat(t *testing.T, pings, withheld chan struct{}, while string) {
+	t.Helper()
+	for len(withheld) > 0 {
+		<-withheld
+	}
+	select {
+	case <-withheld:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the heartbeat was not withheld " + while)
+	}
 	for len(pings) > 0 {
 		<-pings
 	}
 	select {
 	case <-pings:
-		t.Error("heartbeat pinged while Redis was unreachable")
+		t.Error("heartbeat pinged " + while)
 	case <-time.After(500 * time.Millisecond): // ten heartbeat intervals
 	}
 }
@@ -66,7 +94,7 @@ func TestHeartbeatAndReadiness(t *testing.T) {
 // come back when writes do. (Before, reads alone kept the scheduler ticking.)
 func TestReadinessFailsWhileRedisRefusesWrites(t *testing.T) {
 	t.Parallel()
-	e, d, pings := withHeartbeat(t)
+	e, d, pings, withheld := withHeartbeat(t)
 	setMinReplicas := func(n string) {
 		t.Helper()
 		if err := e.redis.Client().ConfigSet(t.Context(), "min-replicas-to-write", n).Err(); err != nil {
@@ -93,14 +121,7 @@ func TestReadinessFailsWhileRedisRefusesWrites(t *testing.T) {
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "stalled") || !strings.Contains(string(b), "NOREPLICAS") {
 		t.Errorf("/readyz while Redis refuses writes = %d %q, want 503 saying the scheduler stalled on NOREPLICAS", res.StatusCode, b)
 	}
-	for len(pings) > 0 {
-		<-pings
-	}
-	select {
-	case <-pings:
-		t.Error("heartbeat pinged while Redis refused writes")
-	case <-time.After(500 * time.Millisecond): // ten heartbeat intervals
-	}
+	expectNoHeartbeat(t, pings, withheld, "while Redis refused writes")
 
 	setMinReplicas("0")
 	deadline = time.Now().Add(10 * time.Second)
