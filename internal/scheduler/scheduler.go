@@ -235,11 +235,14 @@ type loop struct {
 	lastLook, retryAt time.Time
 	// handed: a worker took a timer since the last tick.
 	handed bool
-	// writeChecked is when Redis last took a write (CheckWrite, at most once a
-	// Poll); claimFailed is set while timers are due and the last claim of them
-	// failed. Either keeps the scheduler from ticking: it cannot fire timers
-	// then, whatever its reads say.
+	// writeChecked is when CheckWrite was last tried (at most once a Poll) and
+	// writeErr what it said; claimFailed is set while timers are due and the last
+	// claim of them failed. Either keeps the scheduler from ticking: it may not be
+	// able to fire timers then, whatever its reads say. A failed write check holds
+	// no claim back: on a Cluster it speaks for one master only, and the others'
+	// timers must still fire.
 	writeChecked time.Time
+	writeErr     error
 	claimFailed  bool
 }
 
@@ -296,16 +299,15 @@ func (l *loop) look(ctx context.Context) {
 		}
 	}
 	if time.Since(l.writeChecked) >= l.s.o.Poll {
-		if err := l.s.o.Store.CheckWrite(ctx); err != nil {
-			l.fail(ctx, "write to Redis", err)
-			return
-		}
 		l.writeChecked = time.Now()
+		if l.writeErr = l.s.o.Store.CheckWrite(ctx); l.writeErr != nil {
+			l.report(ctx, "write to Redis", l.writeErr)
+		}
 	}
 	// Alive: Redis answered and took a write, the last claim went through, and the
 	// workers take what was claimed (a handler that hangs stops the ticks, and
 	// /readyz says so).
-	if !l.claimFailed && (len(l.pending) == 0 || l.handed) {
+	if l.writeErr == nil && !l.claimFailed && (len(l.pending) == 0 || l.handed) {
 		l.handed = false
 		now := l.s.o.Now()
 		l.s.lastTick.Store(now.UnixMilli())
@@ -414,14 +416,20 @@ func (l *loop) wait(now, real time.Time) time.Duration {
 
 // fail records a failed round trip and holds claims and looks back for a poll.
 func (l *loop) fail(ctx context.Context, what string, err error) {
+	l.report(ctx, what, err)
+	l.retryAt = time.Now().Add(l.s.o.Poll)
+	l.dirty = true
+}
+
+// report logs a failed step (not one cut short by shutdown) and keeps it for
+// LastError and the metrics.
+func (l *loop) report(ctx context.Context, what string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
 	l.s.o.Log.Error("timer pass failed", "step", what, "err", err)
 	why := what + ": " + err.Error()
 	l.s.lastErr.Store(&why)
-	l.retryAt = time.Now().Add(l.s.o.Poll)
-	l.dirty = true
 	if m := l.s.o.Metrics; m != nil {
 		m.Errors.Inc()
 		m.RedisUp.Set(0)

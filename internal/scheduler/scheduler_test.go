@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,7 +94,9 @@ func (w *world) waitFired(n int, within time.Duration) {
 
 // run starts a scheduler and returns the function that stops it and waits.
 func (w *world) run(o scheduler.Options) (*scheduler.Scheduler, func()) {
-	o.Store = w.st
+	if o.Store == nil {
+		o.Store = w.st
+	}
 	o.Log = quiet()
 	if o.Poll == 0 {
 		o.Poll = time.Second
@@ -293,5 +296,31 @@ func TestTicksWhileIdle(t *testing.T) {
 	}
 	if first.IsZero() || !s.LastTick().After(first) {
 		t.Errorf("last tick %s then %s: not ticking while idle", first, s.LastTick())
+	}
+}
+
+// refusesWrites is the store of a Redis whose write check fails, as one Cluster
+// master that refuses writes while the others take them.
+type refusesWrites struct{ *store.Store }
+
+func (refusesWrites) CheckWrite(context.Context) error {
+	return errors.New("NOREPLICAS Not enough good replicas to write.")
+}
+
+// A failed write check stops the ticks (/readyz says the scheduler cannot be
+// trusted to fire timers) but holds no claim back: timers the claims can still
+// take fire on time.
+func TestFailedWriteCheckStopsTicksNotTimers(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "s1")
+	s, _ := w.run(scheduler.Options{Store: refusesWrites{w.st}, Handle: w.handle(nil), Lease: 5 * time.Second, Poll: 50 * time.Millisecond})
+	w.add("s1", map[string]time.Time{"v:a": time.Now().Add(100 * time.Millisecond), "v:b": time.Now().Add(300 * time.Millisecond)})
+	s.Wake()
+	w.waitFired(2, 10*time.Second)
+	if !s.LastTick().IsZero() {
+		t.Errorf("the scheduler ticked at %s though Redis refused its write check", s.LastTick())
+	}
+	if why := s.LastError(); !strings.Contains(why, "write to Redis: NOREPLICAS") {
+		t.Errorf("LastError = %q, want the failed write check", why)
 	}
 }
