@@ -33,12 +33,11 @@ type external struct {
 // startExternal runs bin serve on a copy of the world's configuration and waits
 // until it is ready.
 func (w *world) startExternal(bin string) (*external, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	src := filepath.Join(w.dir, "vigil.yaml")
 	b, err := os.ReadFile(src)
 	if err != nil {

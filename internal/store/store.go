@@ -280,6 +280,10 @@ func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officer
 	for _, sc := range schools {
 		inFile[sc.ID] = true
 	}
+	officersIn := map[string]int{}
+	for _, school := range schoolOf {
+		officersIn[school]++
+	}
 	all, err := s.Schools(ctx)
 	if err != nil {
 		return err
@@ -292,12 +296,7 @@ func (s *Store) syncEntries(ctx context.Context, schools []visit.School, officer
 		if err != nil {
 			return err
 		}
-		n := 0
-		for _, school := range schoolOf {
-			if school == sc.ID {
-				n++
-			}
-		}
+		n := officersIn[sc.ID]
 		if n > 0 || open {
 			s.log.Warn("school left the configuration but is kept: it still has officers, open visits or open alerts; it is removed at the next reload after they are gone",
 				"school", sc.ID, "officers", n)
